@@ -6,6 +6,7 @@ modules are imported only when their subcommand runs, so `msp --help` stays fast
 
 import argparse
 import importlib
+import os
 import sys
 
 SUBCOMMANDS = {
@@ -31,7 +32,14 @@ def main(argv=None):
     sub_parser = argparse.ArgumentParser(prog=f"msp {argv[0]}", description=SUBCOMMANDS[argv[0]][1])
     module.add_arguments(sub_parser)
     args = sub_parser.parse_args(argv[1:])
-    sys.exit(module.main(args) or 0)
+    try:
+        code = module.main(args) or 0
+    except (ValueError, OSError, RuntimeError) as err:
+        if os.environ.get("MSP_DEBUG"):
+            raise
+        print(f"msp {argv[0]}: error: {err}", file=sys.stderr)
+        code = 1
+    sys.exit(code)
 
 
 if __name__ == "__main__":

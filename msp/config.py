@@ -1,0 +1,99 @@
+"""Run configuration: one YAML file per training run (dataset, model, train sections).
+
+The model section is validated by the model's own dataclass (msp.models.model_config);
+this module validates the rest and fills in defaults, so a checkpoint stores the full,
+explicit configuration it was trained with.
+"""
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+DATASETS = ("mnist", "mnist_bg", "mnist_bg_full", "mnist_accl", "3dshapes", "smallNORB")
+SOURCES = ("drive", "official", "embedded")
+
+
+@dataclass
+class DatasetConfig:
+    name: str = "mnist"
+    root: str = "data"
+    source: str = "embedded"
+    options: dict = field(default_factory=dict)  # extra keyword arguments of the sequence generator
+
+    def __post_init__(self):
+        if self.name not in DATASETS:
+            raise ValueError(f"unknown dataset.name {self.name!r}: choose one of {list(DATASETS)}")
+        if self.source not in SOURCES:
+            raise ValueError(f"unknown dataset.source {self.source!r}: choose one of {list(SOURCES)}")
+
+
+@dataclass
+class TrainConfig:
+    iterations: int = 50000
+    batch_size: int = 32
+    lr: float = 3e-4
+    lr_decay_iter: int = 40000  # lr / 3 from this iteration on
+    reconst_iter: int = 0  # also reconstruct the conditioning frames below this iteration
+    seed: int = 1
+    checkpoint_every: int = 10000
+    keep_checkpoints: int = 2  # periodic checkpoints kept for resuming (the newest ones)
+    log_every: int = 100  # metrics are read from the device only every log_every steps
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+
+    def __post_init__(self):
+        for name in ("iterations", "batch_size", "checkpoint_every", "keep_checkpoints", "log_every"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"train.lr must be > 0, got {self.lr}")
+
+
+def _from_dict(cls, section: str, values: dict | None):
+    values = dict(values or {})
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown} in section '{section}': valid keys are {sorted(names)}")
+    try:
+        return cls(**values)
+    except TypeError as err:
+        raise ValueError(f"section '{section}': {err}") from None
+
+
+def normalize_run_config(cfg: dict) -> dict:
+    """Validate a run config dict and return it with every default filled in."""
+    from msp.models import model_config
+
+    if not isinstance(cfg, dict):
+        raise ValueError(f"a run config must be a mapping with sections dataset/model/train, got {type(cfg).__name__}")
+    unknown = sorted(set(cfg) - {"dataset", "model", "train"})
+    if unknown:
+        raise ValueError(f"unknown section(s) {unknown}: a run config has only 'dataset', 'model' and 'train'")
+    if "model" not in cfg or "name" not in (cfg["model"] or {}):
+        raise ValueError("the run config needs model.name (e.g. lstsq)")
+    dataset = _from_dict(DatasetConfig, "dataset", cfg.get("dataset"))
+    train = _from_dict(TrainConfig, "train", cfg.get("train"))
+    model_in = dict(cfg["model"])
+    image_shape = model_in.get("image_shape")
+    model = model_config(model_in)
+    model_out = {"name": model_in["name"], **dataclasses.asdict(model)}
+    if image_shape is not None:
+        model_out["image_shape"] = list(image_shape)
+    return {"dataset": dataclasses.asdict(dataset), "model": model_out, "train": dataclasses.asdict(train)}
+
+
+def load_run_config(path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"run config {path} does not exist")
+    with open(path) as f:
+        try:
+            cfg = yaml.safe_load(f)
+        except yaml.YAMLError as err:
+            raise ValueError(f"{path} is not valid YAML: {err}") from None
+    try:
+        return normalize_run_config(cfg)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None

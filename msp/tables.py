@@ -1,0 +1,306 @@
+"""Result tables: mean +- std over seeds, with the authors' reference numbers alongside.
+
+Inputs are the gathered evaluation files of the workflow (one long CSV per dataset and
+evaluation kind, one row per run x horizon; see `gather_runs`). Everything is turned into
+one long "summary" frame with the columns of SUMMARY_COLUMNS, the same layout as the
+reference file msp/reference/reference_results.csv, so that tables, claims and figures
+read ours and the authors' numbers the same way.
+"""
+
+import json
+import math
+import os
+import re
+from pathlib import Path
+
+import pandas as pd
+
+REFERENCE_CSV = Path(__file__).parent / "reference" / "reference_results.csv"
+SUMMARY_COLUMNS = ["evaluation", "dataset", "model", "horizon", "metric", "mean", "std", "n_seeds"]
+METRICS = {"prediction": ["mse"], "equivariance": ["Lp", "Lp_equiv"]}
+SBD_METRICS = ["off_block_energy_before", "off_block_energy_after", "off_block_energy_chance", "factor_block_score"]
+# results/{dataset}/{model}/seed{seed}/eval/... (rules/common.smk)
+RUN_PATH = re.compile(r"(?:^|/)(?P<dataset>[^/]+)/(?P<model>[^/]+)/seed(?P<seed>\d+)/eval/")
+
+
+def atomic_write_text(path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def run_of(path) -> dict:
+    """Dataset, model and seed of an evaluation file, from the workflow's path layout."""
+    match = RUN_PATH.search(Path(path).as_posix())
+    if not match:
+        raise ValueError(f"{path}: expected a path like results/DATASET/MODEL/seedN/eval/FILE")
+    return {"dataset": match["dataset"], "model": match["model"], "seed": int(match["seed"])}
+
+
+def gather_runs(kind: str, paths) -> pd.DataFrame:
+    """One long frame from the per-run evaluation files of one kind.
+
+    prediction/equivariance: the per-horizon CSVs of `msp evaluate`; sbd: the sbd.json files
+    (scalars kept, `factor_to_block` kept as a JSON string). Adds evaluation, dataset, model,
+    seed columns in front.
+    """
+    frames = []
+    for path in paths:
+        run = run_of(path)
+        if kind == "sbd":
+            info = json.loads(Path(path).read_text())
+            row = {k: info.get(k, math.nan) for k in SBD_METRICS}
+            row["n_blocks"] = len(info.get("blocks", []))
+            row["factor_to_block"] = json.dumps(info.get("factor_to_block", {}), sort_keys=True)
+            row["factor_one_to_one"] = _one_to_one(info)
+            frame = pd.DataFrame([row])
+        else:
+            frame = pd.read_csv(path)
+            missing = {"horizon", *METRICS[kind]} - set(frame.columns)
+            if missing:
+                raise ValueError(f"{path}: missing column(s) {sorted(missing)} of a {kind} evaluation")
+        frames.append(frame.assign(evaluation=kind, **run))
+    if not frames:
+        raise ValueError(f"no {kind} evaluation files given")
+    out = pd.concat(frames, ignore_index=True)
+    front = ["evaluation", "dataset", "model", "seed"]
+    return out[front + [c for c in out.columns if c not in front]]
+
+
+def _one_to_one(info: dict) -> bool | None:
+    """Did SBD give distinct factors distinct blocks? None when the file says nothing."""
+    if "factor_one_to_one" in info:
+        return bool(info["factor_one_to_one"])
+    mapping = info.get("factor_to_block")
+    if not mapping:
+        return None
+    blocks = [json.dumps(v) for v in mapping.values()]
+    return len(set(blocks)) == len(blocks)
+
+
+def read_runs(paths) -> dict[str, pd.DataFrame]:
+    """Gathered CSVs -> {evaluation kind: frame}."""
+    frames = [pd.read_csv(p) for p in paths]
+    if not frames:
+        return {}
+    runs = pd.concat(frames, ignore_index=True)
+    return {kind: frame.reset_index(drop=True) for kind, frame in runs.groupby("evaluation")}
+
+
+def summarize(runs: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per-horizon metrics -> mean, std (over seeds; NaN with one seed) and n_seeds."""
+    parts = []
+    for kind, metrics in METRICS.items():
+        if kind not in runs:
+            continue
+        long = runs[kind].melt(
+            id_vars=["evaluation", "dataset", "model", "seed", "horizon"], value_vars=metrics, var_name="metric"
+        )
+        stats = long.groupby(["evaluation", "dataset", "model", "horizon", "metric"], sort=False)["value"]
+        parts.append(stats.agg(mean="mean", std="std", n_seeds="count").reset_index())
+    if not parts:
+        return pd.DataFrame(columns=SUMMARY_COLUMNS)
+    return pd.concat(parts, ignore_index=True)[SUMMARY_COLUMNS]
+
+
+def read_reference(path=REFERENCE_CSV) -> pd.DataFrame:
+    ref = pd.read_csv(path, comment="#")
+    return ref.assign(n_seeds=3)[SUMMARY_COLUMNS]
+
+
+def lookup(summary: pd.DataFrame, evaluation, dataset, model, metric, horizon) -> tuple[float, float]:
+    """(mean, std) of one cell of a summary frame; NaNs when absent."""
+    row = summary[
+        (summary.evaluation == evaluation)
+        & (summary.dataset == dataset)
+        & (summary.model == model)
+        & (summary.metric == metric)
+        & (summary.horizon == horizon)
+    ]
+    if row.empty:
+        return math.nan, math.nan
+    return float(row["mean"].iloc[0]), float(row["std"].iloc[0])
+
+
+def _models_in_order(frame: pd.DataFrame, labels: dict) -> list:
+    order = {name: i for i, name in enumerate(labels)}
+    return sorted(frame.model.unique(), key=lambda m: (order.get(m, len(order)), m))
+
+
+def prediction_table(summary, reference, labels) -> pd.DataFrame:
+    """One row per dataset x model: error at T_p = 1 and at the comparison horizon H (the
+    authors' last reported horizon on that dataset, capped at ours), ours and theirs."""
+    rows = []
+    ours = summary[summary.evaluation == "prediction"]
+    for dataset in ours.dataset.unique():
+        mine = ours[ours.dataset == dataset]
+        theirs = reference[(reference.evaluation == "prediction") & (reference.dataset == dataset)]
+        last = int(mine.horizon.max())
+        horizon = min(int(theirs.horizon.max()), last) if not theirs.empty else last
+        for model in _models_in_order(mine, labels):
+            row = {"dataset": dataset, "model": model, "label": labels.get(model, model)}
+            for tag, h in (("h1", 1), ("hH", horizon)):
+                row[f"{tag}_mean"], row[f"{tag}_std"] = lookup(mine, "prediction", dataset, model, "mse", h)
+                row[f"{tag}_ref_mean"], row[f"{tag}_ref_std"] = lookup(theirs, "prediction", dataset, model, "mse", h)
+            row["H"] = horizon
+            row["n_seeds"] = int(mine[mine.model == model].n_seeds.max())
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def equivariance_table(summary, reference, labels) -> pd.DataFrame:
+    """One row per dataset x model: L^p and L^p_equiv at T_p = 1, ours and theirs."""
+    rows = []
+    ours = summary[summary.evaluation == "equivariance"]
+    for dataset in ours.dataset.unique():
+        mine = ours[ours.dataset == dataset]
+        for model in _models_in_order(mine, labels):
+            row = {"dataset": dataset, "model": model, "label": labels.get(model, model)}
+            for metric in ("Lp", "Lp_equiv"):
+                row[f"{metric}_mean"], row[f"{metric}_std"] = lookup(mine, "equivariance", dataset, model, metric, 1)
+                row[f"{metric}_ref_mean"], row[f"{metric}_ref_std"] = lookup(
+                    reference, "equivariance", dataset, model, metric, 1
+                )
+            row["n_seeds"] = int(mine[mine.model == model].n_seeds.max())
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def sbd_table(sbd_runs: pd.DataFrame, labels) -> pd.DataFrame:
+    """One row per dataset x model: SBD scores, mean +- std over seeds (no reference: the
+    authors publish heat maps only)."""
+    rows = []
+    for (dataset, model), group in sbd_runs.groupby(["dataset", "model"], sort=False):
+        row = {"dataset": dataset, "model": model, "label": labels.get(model, model)}
+        for metric in SBD_METRICS:
+            values = pd.to_numeric(group[metric], errors="coerce")
+            row[f"{metric}_mean"], row[f"{metric}_std"] = values.mean(), values.std()
+        one_to_one = group["factor_one_to_one"].dropna()
+        row["one_to_one_seeds"] = f"{int(one_to_one.astype(bool).sum())}/{len(one_to_one)}"
+        row["n_blocks"] = "/".join(str(int(n)) for n in group["n_blocks"])
+        row["n_seeds"] = len(group)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# ---- formatting ---------------------------------------------------------------------------
+
+
+def fmt_number(x: float) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return ""
+    if abs(x) >= 100:
+        return f"{x:.1f}"
+    if abs(x) >= 1:
+        return f"{x:.2f}"
+    return f"{x:.3f}"
+
+
+def fmt_mean_std(mean, std) -> str:
+    """'5.10 ± 0.21'; the mean alone when the std is unknown (one seed, or a mean-only source)."""
+    if mean is None or math.isnan(mean):
+        return "–"
+    if std is None or math.isnan(std):
+        return fmt_number(mean)
+    return f"{fmt_number(mean)} ± {fmt_number(std)}"
+
+
+def display_frame(kind: str, table: pd.DataFrame) -> pd.DataFrame:
+    """The human-readable version of a table (formatted strings, titled columns)."""
+    f = lambda row, key: fmt_mean_std(row[f"{key}_mean"], row[f"{key}_std"])  # noqa: E731
+    out = []
+    for _, row in table.iterrows():
+        shown = {"Dataset": row.dataset, "Model": row.label}
+        if kind == "prediction":
+            shown["T_p = 1"] = f(row, "h1")
+            shown["T_p = 1 (paper)"] = f(row, "h1_ref")
+            shown["T_p = H"] = f(row, "hH")
+            shown["T_p = H (paper)"] = f(row, "hH_ref")
+            shown["H"] = str(int(row.H))
+        elif kind == "equivariance":
+            shown["L^p"] = f(row, "Lp")
+            shown["L^p_equiv"] = f(row, "Lp_equiv")
+            shown["L^p (paper)"] = f(row, "Lp_ref")
+            shown["L^p_equiv (paper)"] = f(row, "Lp_equiv_ref")
+        else:
+            shown["off-block before"] = f(row, "off_block_energy_before")
+            shown["off-block after"] = f(row, "off_block_energy_after")
+            shown["off-block chance"] = f(row, "off_block_energy_chance")
+            shown["factor-block score"] = f(row, "factor_block_score")
+            shown["one-to-one seeds"] = row.one_to_one_seeds
+            shown["blocks"] = row.n_blocks
+        shown["seeds"] = str(int(row.n_seeds))
+        out.append(shown)
+    return pd.DataFrame(out)
+
+
+def latex_escape(text: str) -> str:
+    """Plain text -> LaTeX text ('±' becomes $\\pm$, '–' an en dash)."""
+    text = text.replace("\\", r"\textbackslash{}")
+    for char in ("&", "%", "$", "#", "_", "{", "}"):
+        text = text.replace(char, "\\" + char)
+    text = text.replace(r"\textbackslash\{\}", r"\textbackslash{}")
+    return text.replace("^", r"\^{}").replace("±", r"$\pm$").replace("–", "--")
+
+
+def to_latex(display: pd.DataFrame, caption: str) -> str:
+    """A booktabs table of a display frame."""
+    cols = list(display.columns)
+    head = " & ".join(latex_escape(c) for c in cols) + r" \\"
+    body = [
+        " & ".join(latex_escape(str(v)) for v in row) + r" \\"
+        for row in display.itertuples(index=False)
+    ]
+    return "\n".join(
+        [
+            r"\begin{table}[t]",
+            r"\centering",
+            rf"\caption{{{latex_escape(caption)}}}",
+            r"\begin{tabular}{" + "l" * 2 + "r" * (len(cols) - 2) + "}",
+            r"\toprule",
+            head,
+            r"\midrule",
+            *body,
+            r"\bottomrule",
+            r"\end{tabular}",
+            r"\end{table}",
+            "",
+        ]
+    )
+
+
+CAPTIONS = {
+    "prediction": "Prediction error (sum over pixels of the squared error per frame) at T_p = 1 and at "
+    "T_p = H, mean +- std over seeds; paper = the authors' numbers.",
+    "equivariance": "Equivariance error at T_p = 1: L^p with the sequence's own transition, L^p_equiv "
+    "with another sequence's; mean +- std over seeds; paper = the authors' numbers.",
+    "sbd": "Simultaneous block diagonalization: fraction of the transitions' energy outside the "
+    "blocks before and after the learned change of basis, its chance level, and the share of "
+    "each single-factor transition inside its assigned block.",
+}
+
+
+def write_table(kind: str, table: pd.DataFrame, out_dir) -> list[Path]:
+    """results/tables/{kind}.csv (numbers), .md and .tex (formatted)."""
+    out_dir = Path(out_dir)
+    paths = [out_dir / f"{kind}.{ext}" for ext in ("csv", "md", "tex")]
+    atomic_write_text(paths[0], table.to_csv(index=False, float_format="%.6g"))
+    md = display_frame(kind, table).to_markdown(index=False, disable_numparse=True)
+    atomic_write_text(paths[1], f"{CAPTIONS[kind]}\n\n{md}\n")
+    atomic_write_text(paths[2], to_latex(display_frame(kind, table), CAPTIONS[kind]))
+    return paths
+
+
+def make_tables(runs: dict[str, pd.DataFrame], reference: pd.DataFrame, labels: dict, out_dir) -> list[Path]:
+    summary = summarize(runs)
+    written = []
+    if "prediction" in runs:
+        written += write_table("prediction", prediction_table(summary, reference, labels), out_dir)
+    if "equivariance" in runs:
+        written += write_table("equivariance", equivariance_table(summary, reference, labels), out_dir)
+    if "sbd" in runs:
+        written += write_table("sbd", sbd_table(runs["sbd"], labels), out_dir)
+    return written
+

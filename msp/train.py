@@ -1,0 +1,231 @@
+"""One training run: `msp train --config RUN.yaml --out DIR` (resumes automatically).
+
+DIR/checkpoints/step_XXXXXXXX.pt  periodic checkpoints (plain dicts), newest resumed
+DIR/metrics.jsonl                 one JSON line every log_every steps
+DIR/model.pt                      the final checkpoint, written last: the completion marker
+"""
+
+import json
+import os
+import signal
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+import yaml
+from tqdm import tqdm
+
+from msp.config import load_run_config, normalize_run_config
+from msp.models import build_model
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"train.device is {name!r} but CUDA is not available here: use 'auto' or 'cpu'")
+    return torch.device(name)
+
+
+def atomic_save(obj, path: Path):
+    """torch.save to a temp file in the same folder, fsync, then rename: never a half file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise OSError(err.errno, f"could not write checkpoint {path} ({err.strerror}); free disk space "
+                      "and rerun the same command: training resumes from the last complete checkpoint") from err
+
+
+def checkpoint_paths(out_dir: Path) -> list[Path]:
+    """Periodic checkpoints of a run, oldest first."""
+    return sorted((Path(out_dir) / "checkpoints").glob("step_*.pt"))
+
+
+def load_latest_checkpoint(out_dir: Path, map_location="cpu"):
+    """The newest checkpoint that loads; a truncated or corrupt one is skipped with a warning."""
+    for path in reversed(checkpoint_paths(out_dir)):
+        try:
+            return torch.load(path, map_location=map_location, weights_only=False), path
+        except Exception as err:  # truncated pickle/zip: fall back to the previous one
+            warnings.warn(f"checkpoint {path} is unreadable ({type(err).__name__}: {err}); trying an older one")
+    return None, None
+
+
+def load_checkpoint(path, map_location="cpu"):
+    """A checkpoint file -> (model in eval mode, full run config dict)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist: train the run first (msp train / snakemake)")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as err:
+        raise RuntimeError(f"checkpoint {path} is unreadable ({err}); delete it and rerun training") from None
+    cfg = ckpt["config"]
+    model = build_model(cfg["model"], cfg["model"]["image_shape"])
+    model.load_state_dict(ckpt["model"])
+    return model.to(map_location).eval(), cfg
+
+
+def build_training_sequences(cfg: dict, device: torch.device):
+    from msp.data import build_sequences
+
+    d, m = cfg["dataset"], cfg["model"]
+    return build_sequences(
+        d["name"], root=d["root"], source=d["source"], split="train", T=m["T_cond"] + m["T_pred"],
+        device=device, seed=cfg["train"]["seed"], **d["options"],
+    )
+
+
+def _truncate_metrics(path: Path, step: int):
+    """Drop log lines written after the checkpoint we resume from (they will be redone)."""
+    if not path.exists():
+        return
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(ln + "\n" for ln in lines))
+    os.replace(tmp, path)
+
+
+def train(cfg: dict, out_dir, sequences=None, progress: bool | None = None) -> Path:
+    """Train one run to cfg.train.iterations; returns the path of DIR/model.pt.
+
+    `sequences`: any object with sample(batch_size) -> (N, T, C, H, W), image_shape,
+    state_dict() and load_state_dict(); by default built from cfg.dataset.
+    """
+    cfg = normalize_run_config(cfg)
+    tc = cfg["train"]
+    out_dir = Path(out_dir)
+    final_path = out_dir / "model.pt"
+    if final_path.exists():
+        print(f"{final_path} exists: training is complete, nothing to do", file=sys.stderr)
+        return final_path
+    (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    device = resolve_device(tc["device"])
+    torch.manual_seed(tc["seed"])
+    if sequences is None:
+        sequences = build_training_sequences(cfg, device)
+    cfg["model"]["image_shape"] = list(sequences.image_shape)
+    model = build_model(cfg["model"], sequences.image_shape).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=tc["lr"])
+
+    step = 0
+    ckpt, ckpt_path = load_latest_checkpoint(out_dir, map_location=device)
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        sequences.load_state_dict(ckpt["data"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        if torch.cuda.is_available() and ckpt["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
+        step = ckpt["step"]
+        print(f"resuming {out_dir} from {ckpt_path.name} (step {step})", file=sys.stderr)
+    (out_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    metrics_path = out_dir / "metrics.jsonl"
+    _truncate_metrics(metrics_path, step)
+
+    def make_checkpoint():
+        return {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "config": cfg,
+            "rng": {"torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+            "data": sequences.state_dict(),
+        }
+
+    def save_periodic():
+        atomic_save(make_checkpoint(), out_dir / "checkpoints" / f"step_{step:08d}.pt")
+        for old in checkpoint_paths(out_dir)[: -tc["keep_checkpoints"]]:
+            old.unlink(missing_ok=True)
+
+    terminated = []  # SIGTERM (SLURM time limit, preemption): checkpoint, then exit
+    previous_handler = signal.signal(signal.SIGTERM, lambda *_: terminated.append(True))
+    bar = tqdm(total=tc["iterations"], initial=step, disable=None if progress is None else not progress,
+               desc=f"{cfg['dataset']['name']}/{cfg['model']['name']}", dynamic_ncols=True)
+    sums, n_summed, first_bad = {}, 0, torch.full((), -1, device=device, dtype=torch.long)
+    t_start = time.perf_counter()
+
+    def check_finite():
+        bad = int(first_bad)  # the only host sync: once per log interval / checkpoint
+        if bad >= 0:
+            last = checkpoint_paths(out_dir)
+            raise NonFiniteLossError(
+                f"non-finite loss at step {bad} of {out_dir}; last good checkpoint: "
+                f"{last[-1] if last else 'none'} (kept intact). Lower train.lr or check the data.")
+
+    try:
+        model.train()
+        while step < tc["iterations"]:
+            if terminated:
+                check_finite()
+                save_periodic()
+                print(f"SIGTERM: checkpoint written at step {step}; rerun to resume", file=sys.stderr)
+                raise SystemExit(143)
+            lr = tc["lr"] if step < tc["lr_decay_iter"] else tc["lr"] / 3
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            log_now = (step + 1) % tc["log_every"] == 0 or step + 1 == tc["iterations"]
+            xs = sequences.sample(tc["batch_size"])
+            loss, metrics = model.loss(xs, reconst=step < tc["reconst_iter"], diagnostics=log_now)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss.detach()), step, first_bad)
+            for key, value in metrics.items():
+                if key in ("loss_bd", "loss_orth"):
+                    continue
+                sums[key] = sums.get(key, 0) + value.float()
+            n_summed += 1
+            step += 1
+            bar.update(1)
+            if log_now:
+                check_finite()
+                row = {"step": step, "lr": lr, "seconds": round(time.perf_counter() - t_start, 3)}
+                row.update({k: float(v) / n_summed for k, v in sums.items()})
+                row.update({k: float(metrics[k]) for k in ("loss_bd", "loss_orth") if k in metrics})
+                with open(metrics_path, "a") as f:
+                    f.write(json.dumps(row) + "\n")
+                bar.set_postfix(loss=f"{row['loss']:.4g}")
+                sums, n_summed = {}, 0
+            if step % tc["checkpoint_every"] == 0 and step < tc["iterations"]:
+                check_finite()
+                save_periodic()
+        check_finite()
+    finally:
+        bar.close()
+        signal.signal(signal.SIGTERM, previous_handler)
+    final = make_checkpoint()
+    final["final"] = True
+    atomic_save(final, final_path)
+    return final_path
+
+
+def add_arguments(parser):
+    parser.add_argument("--config", required=True, help="run config YAML (sections dataset, model, train)")
+    parser.add_argument("--out", required=True, help="run directory: checkpoints, metrics.jsonl, model.pt")
+    parser.add_argument("--device", help="override train.device (auto, cpu, cuda, cuda:N)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def main(args):
+    cfg = load_run_config(args.config)
+    if args.device:
+        cfg["train"]["device"] = args.device
+    try:
+        path = train(cfg, args.out, progress=False if args.no_progress else None)
+    except NonFiniteLossError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 3
+    print(path)
+    return 0

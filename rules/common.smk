@@ -1,0 +1,128 @@
+# Config validation, the list of runs and the path builders shared by every rule file.
+# The grid logic lives in msp/runs.py (plain Python, unit-tested); this file only wires it in.
+import os
+import re
+
+import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+from msp import runs as msp_runs
+
+
+# The paper config unless --configfile names another (a --configfile would otherwise be merged
+# key by key INTO the paper config, and the demo would inherit the paper's datasets).
+if not workflow.overwrite_configfiles:
+    workflow.configfile(os.path.join(workflow.basedir, "configs", "config.yaml"))
+
+# A typo or a wrong type stops the run here, before any job, with the key named.
+try:
+    validate(config, "../configs/schema.yaml")
+except WorkflowError:
+    with open(workflow.source_path("../configs/schema.yaml")) as schema_file:
+        schema = yaml.safe_load(schema_file)
+    raise WorkflowError(
+        "invalid workflow config (see configs/config.yaml for a commented example):\n"
+        + msp_runs.describe_schema_errors(config, schema)
+    ) from None
+try:
+    msp_runs.check_config(config)
+except ValueError as err:
+    raise WorkflowError(f"invalid workflow config: {err}") from None
+
+# Downloads from Google Drive run one at a time even when no profile sets `gdrive`.
+if "gdrive" not in workflow.global_resources:
+    workflow.register_resource("gdrive", 1)
+
+DATA_ROOT = config["data"]["root"]
+SOURCE = config["data"]["source"]
+DATASETS = list(config["datasets"])
+RUNS = msp_runs.runs(config)
+FAMILIES = sorted({msp_runs.DATASET_FAMILY[d] for d in DATASETS})
+TRAIN_RES = config["train"]["resources"]
+EVAL_RES = config["evaluation"]["resources"]
+
+
+def one_of(names):
+    return "|".join(re.escape(name) for name in names)
+
+
+wildcard_constraints:
+    dataset=one_of(DATASETS),
+    model=one_of(config["models"]),
+    family=one_of(FAMILIES),
+    seed=r"\d+",
+    kind="prediction|equivariance|sbd",
+
+
+# ---- path builders -------------------------------------------------------------------
+RUN = "results/{dataset}/{model}/seed{seed}"
+
+
+def prepared_marker(dataset):
+    family = msp_runs.DATASET_FAMILY[dataset]
+    return f"{DATA_ROOT}/prepared/{SOURCE}/{family}/prepared.json"
+
+
+def eval_file(run, kind):
+    """The output of evaluation `kind` for a run (sbd: the json inside its folder)."""
+    name = {
+        "prediction": "prediction.csv",
+        "equivariance": "equivariance.csv",
+        "sbd": "sbd/sbd.json",
+        "samples": "samples.npz",
+    }[kind]
+    return f"{run.dir}/eval/{name}"
+
+
+def eval_files(kind, dataset=None):
+    return [eval_file(run, kind) for run in msp_runs.evaluated_runs(config, kind, dataset)]
+
+
+def datasets_with(kind):
+    return [d for d in DATASETS if msp_runs.evaluated_runs(config, kind, d)]
+
+
+def sbd_run_dir(dataset):
+    """Folder of the run whose SBD maps make the dataset's sbd/disentangle figures."""
+    model = msp_runs.sbd_model(config, dataset)
+    return msp_runs.run_dir(dataset, model, config["seeds"][0])
+
+
+def figure(name):
+    return [f"results/figures/{name}.png", f"results/figures/{name}.pdf"]
+
+
+def all_figures():
+    """Every figure of the authors' set that the configured grid can make."""
+    names = [f"comp_error_{d}" for d in datasets_with("prediction")]
+    names += [f"equiv_error_{d}" for d in datasets_with("equivariance")]
+    for d in datasets_with("sbd"):
+        names += [f"sbd_{d}", f"sbd_{d}_components", f"disentangle_{d}"]
+    names += [f"gen_images/{r.dataset}_{r.model}" for r in msp_runs.evaluated_runs(config, "samples")]
+    return [path for name in names for path in figure(name)]
+
+
+def table_files():
+    kinds = [k for k in ("prediction", "equivariance", "sbd") if datasets_with(k)]
+    return [f"results/tables/{k}.{ext}" for k in kinds for ext in ("csv", "md", "tex")]
+
+
+def model_labels_arg():
+    """`--labels name=label ...` for the report CLI (quoted for the shell)."""
+    return " ".join(f"'{name}={m['label']}'" for name, m in config["models"].items())
+
+
+def eval_flags(wildcards=None):
+    """Command-line flags of `msp evaluate` from the `evaluation` config section."""
+    cfg = config["evaluation"]
+    flags = [f"--device {cfg['device']}", f"--seed {cfg['seed']}"]
+    if cfg["batch_size"] is not None:
+        flags.append(f"--batch-size {cfg['batch_size']}")
+    if cfg["n_batches"] is not None:
+        flags.append(f"--n-batches {cfg['n_batches']}")
+    return " ".join(flags)
+
+
+def train_runtime(wildcards):
+    return config["datasets"][wildcards.dataset].get("runtime", TRAIN_RES["runtime"])
