@@ -15,9 +15,9 @@ report: "rules/report/workflow.rst"
 
 
 rule all:
+    default_target: True
     input:
         table_files(),
         rules.claims.output,
         all_figures(),
         rules.summary.output,
-    default_target: True

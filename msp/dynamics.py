@@ -150,6 +150,7 @@ def internal_losses(H: torch.Tensor, M: torch.Tensor) -> dict[str, torch.Tensor]
 def transition_diagnostics(M: torch.Tensor, alignment: bool = False) -> dict[str, torch.Tensor]:
     """loss_bd and loss_orth of a batch of transitions (logged, never added to the loss)."""
     M = M.detach().float()
+    M = torch.where(torch.isfinite(M), M, 0.0)  # a NaN step is reported by the trainer, not by the SVD
     return {"loss_bd": block_diagonalization_loss(M, alignment), "loss_orth": orthogonality_loss(M)}
 
 

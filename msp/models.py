@@ -455,7 +455,8 @@ def model_config(model_cfg: dict) -> SeqAEConfig:
 
 def build_model(model_cfg: dict, image_shape) -> SeqAE:
     """model_cfg: {'name': registry key, **dataclass fields}; image_shape: (C, H, W)."""
-    return MODELS[model_cfg.get("name")](model_config(model_cfg), tuple(image_shape))
+    cfg = model_config(model_cfg)
+    return MODELS[model_cfg["name"]](cfg, tuple(image_shape))
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -31,14 +31,16 @@ class Run:
     model: str
     seed: int
 
+    results: str = "results"
+
     @property
     def dir(self) -> str:
         """The training output directory DIR of CONTRACTS.md."""
-        return run_dir(self.dataset, self.model, self.seed)
+        return run_dir(self.results, self.dataset, self.model, self.seed)
 
 
-def run_dir(dataset, model, seed) -> str:
-    return f"results/{dataset}/{model}/seed{seed}"
+def run_dir(results, dataset, model, seed) -> str:
+    return f"{results}/{dataset}/{model}/seed{seed}"
 
 
 def model_settings(config: dict, dataset: str, model: str) -> dict:
@@ -53,7 +55,7 @@ def model_settings(config: dict, dataset: str, model: str) -> dict:
 def runs(config: dict) -> list[Run]:
     """Every training run, in config order: dataset x its models x seeds."""
     return [
-        Run(dataset, model, int(seed))
+        Run(dataset, model, int(seed), config["results"])
         for dataset, dcfg in config["datasets"].items()
         for model in dcfg["models"]
         for seed in config["seeds"]
@@ -148,9 +150,9 @@ def check_config(config: dict) -> None:
 
 
 def check_model_fields(config: dict) -> None:
-    """Build each distinct model config with the core's dataclasses so that a misspelled
-    network or model option stops the workflow at parse time instead of in a training job."""
-    from msp.models import model_config  # imports torch: only when the workflow starts
+    """Validate each distinct run config with the core's own checks (msp.config) so that a
+    misspelled network or model option stops the workflow at parse time, not in a job."""
+    from msp.config import normalize_run_config  # imports torch: only when the workflow starts
 
     seen = set()
     for run in runs(config):
@@ -158,12 +160,11 @@ def check_model_fields(config: dict) -> None:
             continue
         seen.add((run.dataset, run.model))
         try:
-            model_config(run_config(config, run.dataset, run.model, run.seed)["model"])
+            normalize_run_config(run_config(config, run.dataset, run.model, run.seed))
         except (ValueError, TypeError) as err:
             raise ValueError(
-                f"config for dataset {run.dataset!r}, model {run.model!r} "
-                f"(keys 'datasets.{run.dataset}.network', 'models.{run.model}.options', "
-                f"'datasets.{run.dataset}.models.{run.model}.options'): {err}"
+                f"dataset {run.dataset!r}, model {run.model!r}: {err} (set in 'datasets.{run.dataset}.network', "
+                f"'models.{run.model}.options' or 'datasets.{run.dataset}.models.{run.model}.options')"
             ) from None
 
 
@@ -185,7 +186,11 @@ def describe_schema_errors(config: dict, schema: dict) -> str:
         elif err.validator == "enum":
             lines.append(f"{key}: {err.instance!r} is not one of {err.validator_value}")
         elif err.validator == "type":
-            lines.append(f"{key}: expected {err.validator_value}, got {err.instance!r}")
+            hint = ""
+            if isinstance(err.instance, str) and _parses_as(err.instance, err.validator_value):
+                hint = (" (snakemake --config passes nested values as text: put the change in a YAML file "
+                        "and run with --configfile configs/config.yaml YOUR.yaml)")
+            lines.append(f"{key}: expected {err.validator_value}, got {err.instance!r}{hint}")
         elif err.validator == "required":
             lines.append(f"{key}: {err.message} (add it; see configs/config.yaml for an example)")
         else:
@@ -199,3 +204,11 @@ def training_horizon(config: dict, dataset: str, default: int = 5) -> int:
     if dataset not in config["datasets"]:
         return default
     return max(int(model_settings(config, dataset, m)["T_pred"]) for m in config["datasets"][dataset]["models"])
+
+
+def _parses_as(text: str, types) -> bool:
+    """Would YAML read `text` as one of the JSON-schema `types`?"""
+    value = yaml.safe_load(text)
+    python = {"integer": int, "number": (int, float), "boolean": bool, "array": list, "object": dict}
+    types = [types] if isinstance(types, str) else types
+    return any(isinstance(value, python[t]) for t in types if t in python)

@@ -70,14 +70,16 @@ def heat_map(V):
 
 
 def block_affinity(V):
-    """Symmetric coupling between latent coordinates. V: (N, a, a) -> W: (a, a), zero diagonal.
+    """Coupling between latent coordinates. V: (N, a, a) -> W = mean over samples of |V|^T |V|: (a, a).
 
-    W_ij = (E|V_ij| + E|V_ji|) / 2 for i != j: coordinates i and j belong to one block when
-    either acts on the other in some sample (a triangular coupling cannot be split either).
+    W_ij sums |V_ki| |V_kj| over rows k: coordinates i and j must share a block when some
+    coordinate k receives from both (this also catches triangular couplings, which cannot be
+    split into a direct sum). It is the affinity inside the BD loss, averaged over samples. The
+    diagonal (squared column norms) acts as a self-loop, so that a coordinate that is its own
+    1x1 block is a component of its own for the normalized Laplacian.
     """
-    mean_abs = V.abs().mean(0)
-    W = (mean_abs + mean_abs.T) / 2
-    return W - torch.diag(torch.diag(W))
+    S = V.abs()
+    return (S.transpose(-2, -1) @ S).mean(0)
 
 
 def _kmeans_rows(X, k, iters=100):

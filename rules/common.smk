@@ -9,7 +9,6 @@ from snakemake.utils import validate
 
 from msp import runs as msp_runs
 
-
 # The paper config unless --configfile names another (a --configfile would otherwise be merged
 # key by key INTO the paper config, and the demo would inherit the paper's datasets).
 if not workflow.overwrite_configfiles:
@@ -34,6 +33,7 @@ except ValueError as err:
 if "gdrive" not in workflow.global_resources:
     workflow.register_resource("gdrive", 1)
 
+RESULTS = config["results"]
 DATA_ROOT = config["data"]["root"]
 SOURCE = config["data"]["source"]
 DATASETS = list(config["datasets"])
@@ -56,12 +56,21 @@ wildcard_constraints:
 
 
 # ---- path builders -------------------------------------------------------------------
-RUN = "results/{dataset}/{model}/seed{seed}"
+RUN = RESULTS + "/{dataset}/{model}/seed{seed}"
 
 
 def prepared_marker(dataset):
     family = msp_runs.DATASET_FAMILY[dataset]
     return f"{DATA_ROOT}/prepared/{SOURCE}/{family}/prepared.json"
+
+
+def data_root_of(wildcards, output):
+    """DATA_ROOT, read back from ROOT/{raw,prepared}/SOURCE/FAMILY/marker.json."""
+    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(output[0]))))
+
+
+def parent_dir(wildcards, output):
+    return os.path.dirname(output[0])
 
 
 def eval_file(run, kind):
@@ -76,7 +85,9 @@ def eval_file(run, kind):
 
 
 def eval_files(kind, dataset=None):
-    return [eval_file(run, kind) for run in msp_runs.evaluated_runs(config, kind, dataset)]
+    return [
+        eval_file(run, kind) for run in msp_runs.evaluated_runs(config, kind, dataset)
+    ]
 
 
 def datasets_with(kind):
@@ -86,11 +97,11 @@ def datasets_with(kind):
 def sbd_run_dir(dataset):
     """Folder of the run whose SBD maps make the dataset's sbd/disentangle figures."""
     model = msp_runs.sbd_model(config, dataset)
-    return msp_runs.run_dir(dataset, model, config["seeds"][0])
+    return msp_runs.run_dir(RESULTS, dataset, model, config["seeds"][0])
 
 
 def figure(name):
-    return [f"results/figures/{name}.png", f"results/figures/{name}.pdf"]
+    return [f"{RESULTS}/figures/{name}.png", f"{RESULTS}/figures/{name}.pdf"]
 
 
 def all_figures():
@@ -99,13 +110,18 @@ def all_figures():
     names += [f"equiv_error_{d}" for d in datasets_with("equivariance")]
     for d in datasets_with("sbd"):
         names += [f"sbd_{d}", f"sbd_{d}_components", f"disentangle_{d}"]
-    names += [f"gen_images/{r.dataset}_{r.model}" for r in msp_runs.evaluated_runs(config, "samples")]
+    names += [
+        f"gen_images/{r.dataset}_{r.model}"
+        for r in msp_runs.evaluated_runs(config, "samples")
+    ]
     return [path for name in names for path in figure(name)]
 
 
 def table_files():
     kinds = [k for k in ("prediction", "equivariance", "sbd") if datasets_with(k)]
-    return [f"results/tables/{k}.{ext}" for k in kinds for ext in ("csv", "md", "tex")]
+    return [
+        f"{RESULTS}/tables/{k}.{ext}" for k in kinds for ext in ("csv", "md", "tex")
+    ]
 
 
 def model_labels_arg():

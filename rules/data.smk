@@ -7,16 +7,16 @@ rule download:
     output:
         f"{DATA_ROOT}/raw/{SOURCE}/{{family}}/manifest.json",
     log:
-        "results/logs/data/{family}_download.log",
-    params:
-        root=DATA_ROOT,
-        source=SOURCE,
-    localrule: True
+        f"{RESULTS}/logs/data/{{family}}_download.log",
     retries: 3
-    resources:
-        gdrive=1,
+    localrule: True
     conda:
         "../envs/msp.yaml"
+    resources:
+        gdrive=1,
+    params:
+        root=data_root_of,
+        source=SOURCE,
     shell:
         "msp data download --dataset {wildcards.family} --root {params.root:q}"
         " --source {params.source} > {log} 2>&1"
@@ -28,14 +28,14 @@ rule prepare:
     output:
         f"{DATA_ROOT}/prepared/{SOURCE}/{{family}}/prepared.json",
     log:
-        "results/logs/data/{family}_prepare.log",
-    params:
-        root=DATA_ROOT,
-        source=SOURCE,
-    localrule: True
+        f"{RESULTS}/logs/data/{{family}}_prepare.log",
     retries: 1
+    localrule: True
     conda:
         "../envs/msp.yaml"
+    params:
+        root=data_root_of,
+        source=SOURCE,
     shell:
         "msp data prepare --dataset {wildcards.family} --root {params.root:q}"
         " --source {params.source} > {log} 2>&1"

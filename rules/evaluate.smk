@@ -13,18 +13,20 @@ rule evaluate_prediction:
         f"{RUN}/eval/prediction.log",
     benchmark:
         f"{RUN}/eval/prediction.benchmark.tsv"
-    params:
-        flags=eval_flags,
+    conda:
+        "../envs/msp.yaml"
     threads: EVAL_RES["threads"]
     resources:
         gpu=EVAL_RES["gpu"],
         mem_mb=EVAL_RES["mem_mb"],
         runtime=EVAL_RES["runtime"],
-    conda:
-        "../envs/msp.yaml"
+    params:
+        action="prediction",
+        out=lambda w, output: output[0],
+        flags=eval_flags,
     shell:
-        "OMP_NUM_THREADS={threads} msp evaluate prediction --checkpoint {input.model}"
-        " --out {output} {params.flags} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} msp evaluate {params.action} --checkpoint {input.model}"
+        " --out {params.out} {params.flags} > {log} 2>&1"
 
 
 use rule evaluate_prediction as evaluate_equivariance with:
@@ -34,9 +36,10 @@ use rule evaluate_prediction as evaluate_equivariance with:
         f"{RUN}/eval/equivariance.log",
     benchmark:
         f"{RUN}/eval/equivariance.benchmark.tsv"
-    shell:
-        "OMP_NUM_THREADS={threads} msp evaluate equivariance --checkpoint {input.model}"
-        " --out {output} {params.flags} > {log} 2>&1"
+    params:
+        action="equivariance",
+        out=lambda w, output: output[0],
+        flags=eval_flags,
 
 
 use rule evaluate_prediction as evaluate_samples with:
@@ -46,11 +49,13 @@ use rule evaluate_prediction as evaluate_samples with:
         f"{RUN}/eval/samples.log",
     benchmark:
         f"{RUN}/eval/samples.benchmark.tsv"
-    shell:
-        "OMP_NUM_THREADS={threads} msp evaluate samples --checkpoint {input.model}"
-        " --out {output} {params.flags} > {log} 2>&1"
+    params:
+        action="samples",
+        out=lambda w, output: output[0],
+        flags=eval_flags,
 
 
+# `msp evaluate sbd --out DIR` writes DIR/sbd.json and DIR/sbd_maps.npz.
 use rule evaluate_prediction as evaluate_sbd with:
     output:
         json=f"{RUN}/eval/sbd/sbd.json",
@@ -60,20 +65,18 @@ use rule evaluate_prediction as evaluate_sbd with:
     benchmark:
         f"{RUN}/eval/sbd.benchmark.tsv"
     params:
+        action="sbd",
+        out=parent_dir,
         flags=eval_flags,
-        dir=f"{RUN}/eval/sbd",
-    shell:
-        "OMP_NUM_THREADS={threads} msp evaluate sbd --checkpoint {input.model}"
-        " --out {params.dir} {params.flags} > {log} 2>&1"
 
 
 rule gather:
     input:
         lambda w: eval_files(w.kind, w.dataset),
     output:
-        "results/{dataset}/{kind}_runs.csv",
+        f"{RESULTS}/{{dataset}}/{{kind}}_runs.csv",
     log:
-        "results/logs/gather/{dataset}_{kind}.log",
+        f"{RESULTS}/logs/gather/{{dataset}}_{{kind}}.log",
     localrule: True
     conda:
         "../envs/msp.yaml"

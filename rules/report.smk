@@ -8,51 +8,56 @@ REFERENCE = os.path.join(workflow.basedir, "msp", "reference", "reference_result
 rule tables:
     input:
         runs=[
-            f"results/{d}/{k}_runs.csv"
+            f"{RESULTS}/{d}/{k}_runs.csv"
             for k in ("prediction", "equivariance", "sbd")
             for d in datasets_with(k)
         ],
         reference=REFERENCE,
     output:
         [
-            report(path, caption="report/tables.rst", category="Tables")
-            if path.endswith(".csv")
-            else path
+            (
+                report(path, caption="report/tables.rst", category="Tables")
+                if path.endswith(".csv")
+                else path
+            )
             for path in table_files()
         ],
     log:
-        "results/logs/report/tables.log",
-    params:
-        labels=model_labels_arg(),
+        f"{RESULTS}/logs/report/tables.log",
     localrule: True
     conda:
         "../envs/msp.yaml"
+    params:
+        labels=model_labels_arg(),
+        out_dir=parent_dir,
     shell:
         "msp report tables --inputs {input.runs:q} --reference {input.reference:q}"
-        " --labels {params.labels} --out-dir results/tables > {log} 2>&1"
+        " --labels {params.labels} --out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule claims:
     input:
         runs=[
-            f"results/{d}/{k}_runs.csv"
+            f"{RESULTS}/{d}/{k}_runs.csv"
             for k in ("prediction", "equivariance", "sbd")
             for d in datasets_with(k)
         ],
         reference=REFERENCE,
     output:
         csv=report(
-            "results/tables/claims.csv", caption="report/claims.rst", category="Claims"
+            f"{RESULTS}/tables/claims.csv",
+            caption="report/claims.rst",
+            category="Claims",
         ),
-        md="results/tables/claims.md",
+        md=f"{RESULTS}/tables/claims.md",
     log:
-        "results/logs/report/claims.log",
-    params:
-        labels=model_labels_arg(),
-        accl_horizon=msp_runs.training_horizon(config, "mnist_accl"),
+        f"{RESULTS}/logs/report/claims.log",
     localrule: True
     conda:
         "../envs/msp.yaml"
+    params:
+        labels=model_labels_arg(),
+        accl_horizon=msp_runs.training_horizon(config, "mnist_accl"),
     shell:
         "msp report claims --inputs {input.runs:q} --reference {input.reference:q}"
         " --labels {params.labels} --accl-train-horizon {params.accl_horizon}"
@@ -61,43 +66,46 @@ rule claims:
 
 rule figure_comp_error:
     input:
-        "results/{dataset}/prediction_runs.csv",
+        f"{RESULTS}/{{dataset}}/prediction_runs.csv",
     output:
         png=report(
-            "results/figures/comp_error_{dataset}.png",
+            f"{RESULTS}/figures/comp_error_{{dataset}}.png",
             caption="report/comp_error.rst",
             category="Prediction error",
             labels={"dataset": "{dataset}"},
         ),
-        pdf="results/figures/comp_error_{dataset}.pdf",
+        pdf=f"{RESULTS}/figures/comp_error_{{dataset}}.pdf",
     log:
-        "results/logs/figures/comp_error_{dataset}.log",
-    params:
-        labels=model_labels_arg(),
+        f"{RESULTS}/logs/figures/comp_error_{{dataset}}.log",
     localrule: True
     conda:
         "../envs/msp.yaml"
+    params:
+        figure="comp_error",
+        title="",
+        labels=model_labels_arg(),
     shell:
-        "msp report figure comp_error --inputs {input:q} --labels {params.labels}"
-        " --out {output.png} {output.pdf} > {log} 2>&1"
+        "msp report figure {params.figure} --inputs {input:q} --labels {params.labels}"
+        " --title {params.title:q} --out {output.png} {output.pdf} > {log} 2>&1"
 
 
 use rule figure_comp_error as figure_equiv_error with:
     input:
-        "results/{dataset}/equivariance_runs.csv",
+        f"{RESULTS}/{{dataset}}/equivariance_runs.csv",
     output:
         png=report(
-            "results/figures/equiv_error_{dataset}.png",
+            f"{RESULTS}/figures/equiv_error_{{dataset}}.png",
             caption="report/equiv_error.rst",
             category="Equivariance error",
             labels={"dataset": "{dataset}"},
         ),
-        pdf="results/figures/equiv_error_{dataset}.pdf",
+        pdf=f"{RESULTS}/figures/equiv_error_{{dataset}}.pdf",
     log:
-        "results/logs/figures/equiv_error_{dataset}.log",
-    shell:
-        "msp report figure equiv_error --inputs {input:q} --labels {params.labels}"
-        " --out {output.png} {output.pdf} > {log} 2>&1"
+        f"{RESULTS}/logs/figures/equiv_error_{{dataset}}.log",
+    params:
+        figure="equiv_error",
+        title="",
+        labels=model_labels_arg(),
 
 
 use rule figure_comp_error as figure_sbd with:
@@ -106,68 +114,71 @@ use rule figure_comp_error as figure_sbd with:
         lambda w: f"{sbd_run_dir(w.dataset)}/eval/sbd/sbd.json",
     output:
         png=report(
-            "results/figures/sbd_{dataset}.png",
+            f"{RESULTS}/figures/sbd_{{dataset}}.png",
             caption="report/sbd.rst",
             category="Block diagonalization",
             labels={"dataset": "{dataset}", "figure": "heat maps"},
         ),
-        pdf="results/figures/sbd_{dataset}.pdf",
+        pdf=f"{RESULTS}/figures/sbd_{{dataset}}.pdf",
     log:
-        "results/logs/figures/sbd_{dataset}.log",
-    shell:
-        "msp report figure sbd --inputs {input:q} --labels {params.labels}"
-        " --out {output.png} {output.pdf} > {log} 2>&1"
+        f"{RESULTS}/logs/figures/sbd_{{dataset}}.log",
+    params:
+        figure="sbd",
+        title="",
+        labels=model_labels_arg(),
 
 
 use rule figure_sbd as figure_sbd_components with:
     output:
         png=report(
-            "results/figures/sbd_{dataset}_components.png",
+            f"{RESULTS}/figures/sbd_{{dataset}}_components.png",
             caption="report/sbd_components.rst",
             category="Block diagonalization",
             labels={"dataset": "{dataset}", "figure": "per-factor maps"},
         ),
-        pdf="results/figures/sbd_{dataset}_components.pdf",
+        pdf=f"{RESULTS}/figures/sbd_{{dataset}}_components.pdf",
     log:
-        "results/logs/figures/sbd_{dataset}_components.log",
-    shell:
-        "msp report figure sbd_components --inputs {input:q} --labels {params.labels}"
-        " --out {output.png} {output.pdf} > {log} 2>&1"
+        f"{RESULTS}/logs/figures/sbd_{{dataset}}_components.log",
+    params:
+        figure="sbd_components",
+        title="",
+        labels=model_labels_arg(),
 
 
 use rule figure_sbd as figure_disentangle with:
     output:
         png=report(
-            "results/figures/disentangle_{dataset}.png",
+            f"{RESULTS}/figures/disentangle_{{dataset}}.png",
             caption="report/disentangle.rst",
             category="Block diagonalization",
             labels={"dataset": "{dataset}", "figure": "disentangled roll-outs"},
         ),
-        pdf="results/figures/disentangle_{dataset}.pdf",
+        pdf=f"{RESULTS}/figures/disentangle_{{dataset}}.pdf",
     log:
-        "results/logs/figures/disentangle_{dataset}.log",
-    shell:
-        "msp report figure disentangle --inputs {input:q} --labels {params.labels}"
-        " --out {output.png} {output.pdf} > {log} 2>&1"
+        f"{RESULTS}/logs/figures/disentangle_{{dataset}}.log",
+    params:
+        figure="disentangle",
+        title="",
+        labels=model_labels_arg(),
 
 
 use rule figure_comp_error as figure_gen_images with:
     input:
-        lambda w: f"{msp_runs.run_dir(w.dataset, w.model, config['seeds'][0])}/eval/samples.npz",
+        lambda w: f"{msp_runs.run_dir(RESULTS, w.dataset, w.model, config['seeds'][0])}/eval/samples.npz",
     output:
         png=report(
-            "results/figures/gen_images/{dataset}_{model}.png",
+            f"{RESULTS}/figures/gen_images/{{dataset}}_{{model}}.png",
             caption="report/gen_images.rst",
             category="Generated sequences",
             labels={"dataset": "{dataset}", "model": "{model}"},
         ),
-        pdf="results/figures/gen_images/{dataset}_{model}.pdf",
+        pdf=f"{RESULTS}/figures/gen_images/{{dataset}}_{{model}}.pdf",
     log:
-        "results/logs/figures/gen_images_{dataset}_{model}.log",
-    shell:
-        "msp report figure gen_images --inputs {input:q} --labels {params.labels}"
-        " --title '{wildcards.dataset}, {wildcards.model}' --out {output.png} {output.pdf}"
-        " > {log} 2>&1"
+        f"{RESULTS}/logs/figures/gen_images_{{dataset}}_{{model}}.log",
+    params:
+        figure="gen_images",
+        title=lambda w: f"{w.dataset}: {config['models'][w.model]['label']}",
+        labels=model_labels_arg(),
 
 
 rule summary:
@@ -176,9 +187,9 @@ rule summary:
         claims=rules.claims.output.md,
         figures=all_figures(),
     output:
-        "results/report.md",
+        f"{RESULTS}/report.md",
     log:
-        "results/logs/report/summary.log",
+        f"{RESULTS}/logs/report/summary.log",
     localrule: True
     conda:
         "../envs/msp.yaml"

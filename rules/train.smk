@@ -9,9 +9,11 @@ rule run_config:
         f"{RUN}/run.yaml",
     log:
         f"{RUN}/run_config.log",
+    localrule: True
+    conda:
+        "../envs/msp.yaml"
     params:
         text=lambda w: msp_runs.run_config_yaml(config, w.dataset, w.model, w.seed),
-    localrule: True
     shell:
         "printf '%s' {params.text:q} > {output} 2> {log}"
 
@@ -26,14 +28,14 @@ rule train:
         f"{RUN}/train.log",
     benchmark:
         f"{RUN}/train.benchmark.tsv"
-    params:
-        dir=RUN,
+    conda:
+        "../envs/msp.yaml"
     threads: TRAIN_RES["threads"]
     resources:
         gpu=TRAIN_RES["gpu"],
         mem_mb=TRAIN_RES["mem_mb"],
         runtime=train_runtime,
-    conda:
-        "../envs/msp.yaml"
+    params:
+        dir=parent_dir,
     shell:
         "OMP_NUM_THREADS={threads} msp train --config {input.config} --out {params.dir} > {log} 2>&1"

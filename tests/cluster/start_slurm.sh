@@ -5,7 +5,9 @@
 #   bash tests/cluster/stop_slurm.sh          # stops the daemons again
 #
 # Needs root and a Debian-like system (apt-get). Idempotent: a second run with the
-# cluster already up and the same configuration returns in well under a second.
+# cluster already up and the same configuration returns in well under a second; a
+# changed configuration restarts the daemons. SLURM_START_TIMEOUT (seconds, default 60)
+# bounds the wait for the node; on failure the daemons' logs are printed.
 # The node is called "localhost", has this machine's cores and memory, one partition
 # "test" (the default) and one fake GPU, so `sbatch --gpus=1` schedules and sets
 # CUDA_VISIBLE_DEVICES exactly as on a real GPU node.
@@ -30,7 +32,7 @@ WAIT_SECONDS=${SLURM_START_TIMEOUT:-60}
 
 die() {
     echo "start_slurm.sh: error: $*" >&2
-    for log in /var/log/munge/munged.log "$SLURM_LOG/slurmctld.log" "$SLURM_LOG/slurmd.log"; do
+    for log in /var/log/munge/munged.stdout "$SLURM_LOG"/slurmctld.{log,stdout} "$SLURM_LOG"/slurmd.{log,stdout}; do
         if [[ -f $log ]]; then
             echo "----- last lines of $log -----" >&2
             tail -n 25 "$log" >&2
@@ -45,9 +47,10 @@ die() {
 if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! command -v munged >/dev/null; then
     command -v apt-get >/dev/null || die "slurmctld/slurmd/munged are missing and there is no apt-get to install them"
     echo "start_slurm.sh: installing slurm-wlm and munge with apt-get" >&2
-    apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        slurm-wlm munge >/dev/null || die "apt-get install slurm-wlm munge failed"
+    apt_log=/tmp/start_slurm.apt.log
+    { apt-get update -qq &&
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends slurm-wlm munge; } \
+        >"$apt_log" 2>&1 || { tail -n 20 "$apt_log" >&2; die "apt-get install slurm-wlm munge failed (log: $apt_log)"; }
 fi
 
 # --- 2. fake GPU: a character device equal to /dev/null (major 1, minor 3) ----------
@@ -127,7 +130,15 @@ for f in slurm.conf gres.conf cgroup.conf; do
 done
 
 # --- 4. daemons --------------------------------------------------------------------
-pid_alive() { [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# pid_alive PIDFILE: the daemon named like the file (slurmd.pid -> slurmd) is running.
+# The name guards against a stale pid file whose number now belongs to another process;
+# setsid/setpriv are the names of a daemon started a moment ago, before its exec.
+pid_alive() {
+    local comm
+    [[ -f $1 ]] || return 1
+    comm=$(cat "/proc/$(cat "$1")/comm" 2>/dev/null) || return 1
+    [[ $comm == "$(basename "$1" .pid)" || $comm == setsid || $comm == setpriv ]]
+}
 
 node_state() { sinfo -h -n localhost -o %T 2>/dev/null | head -n 1 || true; }
 

@@ -1,0 +1,421 @@
+"""Import a `snapshot_model_iter_N` file of the authors' code into one of our models.
+
+The authors (github.com/takerum/meta_sequential_prediction) save `model.state_dict()` of
+their module tree. Its names differ from ours, so this module maps every key:
+
+  authors                                         ours
+  enc.phi.0                  first conv           encoder.stem
+  enc.phi.{1..n}             residual blocks      encoder.blocks.{0..n-1}
+  enc.phi.{n+1}              GroupNorm            encoder.norm        (n+2 is a ReLU)
+  enc.linear                                      encoder.linear
+  dec.linear                                      decoder.linear
+  dec.net.{0..n-1}           residual blocks      decoder.blocks.{0..n-1}
+  dec.net.{n}                GroupNorm            decoder.norm        (n+1 is a ReLU)
+  dec.net.{n+2}              last conv            decoder.head
+  M_net.*                    (neuralM)            M_net.*  (laid out as the encoder)
+  ar.0 / ar.1 / ar.2 / ar.4 / ar.7  (Conv1d1x1Encoder; 3, 5 rearrange, 6 ReLU)
+                                                  predictor.stem / blocks.0 / blocks.1 / norm / head
+  projhead.0 / projhead.2    (simclr)             head.0 / head.2
+  change_of_basis (a, a)                          set_change_of_basis(U)
+inside a block: c1, c2 (weight standardized with torch parametrize, so the weight key is
+`c1.parametrizations.weight.original`), b1, b2 (GroupNorm), c_sc (1x1 shortcut), pe.emb
+(decoder positional embedding, (64, h, w)) -> conv1, conv2, norm1, norm2, shortcut, pos_emb.
+In the 1x1-Conv1d blocks of `ar`, c1/c2/c_sc/norm1/norm2 -> fc1/fc2/shortcut/norm1/norm2;
+Conv1d weights (out, in, 1) become Linear weights (out, in).
+
+CLI: `msp import-authors --snapshot FILE --model NAME --dataset NAME --out model.pt` writes a
+checkpoint in our format (CONTRACTS.md), loadable by msp.train.load_checkpoint.
+"""
+
+import re
+import sys
+from pathlib import Path
+
+import torch
+import yaml
+
+from msp.config import normalize_run_config
+from msp.models import MODELS, build_model
+
+# Image shape (C, H, W) of each dataset (spec configs.md).
+IMAGE_SHAPES = {
+    "mnist": (3, 32, 32), "mnist_bg": (3, 32, 32), "mnist_bg_full": (3, 32, 32), "mnist_accl": (3, 32, 32),
+    "3dshapes": (3, 64, 64), "smallNORB": (1, 96, 96),
+}
+# Authors' model class -> our registry name (SeqAELSTSQ with predictive: False is lstsq_rec).
+AUTHORS_CLASSES = {
+    "SeqAELSTSQ": "lstsq", "SeqAEMultiLSTSQ": "lstsq_multi", "SeqAEHOLSTSQ": "holstsq",
+    "SeqAENeuralM": "neuralM", "SeqAENeuralMLatentPredict": "neuralM_latentpred",
+    "SeqAENeuralTransition": "neural_trans", "ResNetwProjHead": "simclr", "CPC": "cpc",
+}
+# Authors' model arguments -> our model field (None: checked or ignored, see _model_from_authors_config).
+AUTHORS_MODEL_ARGS = {
+    "dim_m": "dim_m", "dim_a": "dim_a", "k": "k", "n_blocks": "n_blocks", "bottom_width": "bottom_width",
+    "kernel_size": "kernel_size", "alignment": "alignment", "K": "K", "n_order": "n_order",
+    "loss_reconst_coeff": "loss_reconst_coeff", "loss_pred_coeff": "loss_pred_coeff",
+    "loss_latent_coeff": "loss_latent_coeff", "normalize": "normalize", "dim_mlp": "dim_mlp",
+    "dim_head": "dim_head", "temp": "temperature", "T_cond": "T_cond",
+    "ch_x": None, "predictive": None, "change_of_basis": None, "loss_type": None,
+}
+AUTHORS_DATA_FAMILY = {"seq_mnist": "mnist", "three_dim_shapes": "3dshapes", "small_norb": "smallNORB"}
+
+
+class AuthorsCheckpointError(ValueError):
+    """A snapshot that does not fit the requested model; the message lists every problem."""
+
+
+# -- the key map --
+def _block_pairs(src: str, dst: str, with_pos_emb: bool) -> list[tuple[str, str]]:
+    pairs = [
+        (f"{src}.c1.parametrizations.weight.original", f"{dst}.conv1.weight"), (f"{src}.c1.bias", f"{dst}.conv1.bias"),
+        (f"{src}.c2.parametrizations.weight.original", f"{dst}.conv2.weight"), (f"{src}.c2.bias", f"{dst}.conv2.bias"),
+        (f"{src}.b1.weight", f"{dst}.norm1.weight"), (f"{src}.b1.bias", f"{dst}.norm1.bias"),
+        (f"{src}.b2.weight", f"{dst}.norm2.weight"), (f"{src}.b2.bias", f"{dst}.norm2.bias"),
+        (f"{src}.c_sc.weight", f"{dst}.shortcut.weight"), (f"{src}.c_sc.bias", f"{dst}.shortcut.bias"),
+    ]
+    return pairs + ([(f"{src}.pe.emb", f"{dst}.pos_emb")] if with_pos_emb else [])
+
+
+def _wb(src: str, dst: str) -> list[tuple[str, str]]:
+    return [(f"{src}.weight", f"{dst}.weight"), (f"{src}.bias", f"{dst}.bias")]
+
+
+def _encoder_pairs(src: str, dst: str, encoder) -> list[tuple[str, str]]:
+    """ResNetEncoder: phi = [conv, n blocks, GroupNorm, ReLU], then linear."""
+    n = len(encoder.blocks)
+    pairs = _wb(f"{src}.phi.0", f"{dst}.stem")
+    for i in range(n):
+        pairs += _block_pairs(f"{src}.phi.{i + 1}", f"{dst}.blocks.{i}", with_pos_emb=False)
+    pairs += _wb(f"{src}.phi.{n + 1}", f"{dst}.norm")
+    if encoder.linear is not None:
+        pairs += _wb(f"{src}.linear", f"{dst}.linear")
+    return pairs
+
+
+def _decoder_pairs(decoder) -> list[tuple[str, str]]:
+    """ResNetDecoder: linear, then net = [n blocks, GroupNorm, ReLU, conv]."""
+    n = len(decoder.blocks)
+    pairs = _wb("dec.linear", "decoder.linear")
+    for i in range(n):
+        pairs += _block_pairs(f"dec.net.{i}", f"decoder.blocks.{i}", with_pos_emb=True)
+    return pairs + _wb(f"dec.net.{n}", "decoder.norm") + _wb(f"dec.net.{n + 2}", "decoder.head")
+
+
+def _ar_pairs() -> list[tuple[str, str]]:
+    """Conv1d1x1Encoder: [conv, block, block, rearrange, LayerNorm, rearrange, ReLU, conv]."""
+    pairs = _wb("ar.0", "predictor.stem")
+    for i in range(2):
+        src, dst = f"ar.{i + 1}", f"predictor.blocks.{i}"
+        pairs += [
+            (f"{src}.c1.parametrizations.weight.original", f"{dst}.fc1.weight"), (f"{src}.c1.bias", f"{dst}.fc1.bias"),
+            (f"{src}.c2.parametrizations.weight.original", f"{dst}.fc2.weight"), (f"{src}.c2.bias", f"{dst}.fc2.bias"),
+            *_wb(f"{src}.norm1", f"{dst}.norm1"), *_wb(f"{src}.norm2", f"{dst}.norm2"),
+            *_wb(f"{src}.c_sc", f"{dst}.shortcut"),
+        ]
+    return pairs + _wb("ar.4", "predictor.norm") + _wb("ar.7", "predictor.head")
+
+
+def authors_key_map(model) -> dict[str, str]:
+    """Authors' state-dict key -> our state-dict key, for every parameter of `model`."""
+    pairs = _encoder_pairs("enc", "encoder", model.encoder)
+    if getattr(model, "has_decoder", False):
+        pairs += _decoder_pairs(model.decoder)
+    if hasattr(model, "M_net"):
+        pairs += _encoder_pairs("M_net", "M_net", model.M_net)
+    if hasattr(model, "predictor"):
+        pairs += _ar_pairs()
+    if model.name == "simclr":
+        pairs += _wb("projhead.0", "head.0") + _wb("projhead.2", "head.2")
+    mapping = dict(pairs)
+    unmapped = sorted(set(model.state_dict()) - set(mapping.values()) - {"change_of_basis"})
+    if unmapped:  # our model grew a parameter this file does not know about
+        raise RuntimeError(f"msp.authors_checkpoint has no authors' name for our parameter(s) {unmapped}: update it")
+    return mapping
+
+
+# -- hints: which setting probably differs --
+_SHAPE_HINTS = [  # (pattern on OUR key, {axis: setting}); first match wins
+    (r"^M_net\.stem\.weight$", {0: "k (base width 32k)", 1: "T_cond or the image channels (M_net sees T_cond*C)"}),
+    (r"^encoder\.stem\.weight$", {0: "k (base width 32k)", 1: "the dataset (image channels)"}),
+    (r"pos_emb$", {0: "the positional embedding width (64)", 1: "bottom_width or the image size",
+                   2: "bottom_width or the image size"}),
+    (r"blocks\.\d+\.(conv1|conv2)\.weight$", {0: "k", 1: "k", 2: "kernel_size", 3: "kernel_size"}),
+    (r"^M_net\.linear\.weight$", {0: "dim_a (M_net outputs dim_a^2 numbers)",
+                                  1: "k, n_blocks or the image size (flattened feature size)"}),
+    (r"^encoder\.linear\.weight$", {0: "dim_m * dim_a", 1: "k, n_blocks or the image size (flattened feature size)"}),
+    (r"linear\.bias$", {0: "dim_m * dim_a (or k / n_blocks for the decoder)"}),
+    (r"^decoder\.linear\.weight$", {0: "k or n_blocks", 1: "dim_m * dim_a"}),
+    (r"^decoder\.head\.weight$", {0: "the dataset (image channels)", 1: "k"}),
+    (r"^decoder\.head\.bias$", {0: "the dataset (image channels)"}),
+    (r"^predictor\.stem\.weight$", {0: "hidden", 1: "T_cond * dim_a"}),
+    (r"^predictor\.head\.(weight|bias)$", {0: "dim_a (cpc: dim_m * dim_a)", 1: "hidden"}),
+    (r"^predictor\.", {0: "hidden", 1: "hidden"}),
+    (r"^head\.0\.weight$", {0: "dim_mlp", 1: "k, n_blocks or the image size"}),
+    (r"^head\.2\.weight$", {0: "dim_head", 1: "dim_mlp"}),
+    (r"^change_of_basis$", {0: "dim_a", 1: "dim_a"}),
+    (r"", {}),  # any other block or norm parameter: the widths
+]
+
+
+def _shape_hint(our_key: str, expected: tuple, found: tuple) -> str:
+    for pattern, axes in _SHAPE_HINTS:
+        if re.search(pattern, our_key):
+            break
+    if len(expected) != len(found):
+        return "a different layer type (is --model right?)"
+    settings = [axes.get(i, "k") for i, (e, f) in enumerate(zip(expected, found)) if e != f]
+    return " / ".join(dict.fromkeys(settings))
+
+
+def describe_snapshot(state_dict: dict) -> str:
+    """What the snapshot's own shapes say about the settings it was trained with."""
+    facts = []
+    stem = state_dict.get("enc.phi.0.weight")
+    if stem is not None:
+        facts.append(f"k = {stem.shape[0] / 32:g} (base width {stem.shape[0]}), {stem.shape[1]} image channel(s)")
+    n_blocks = len({m.group(1) for key in state_dict if (m := re.match(r"enc\.phi\.(\d+)\.c1\.", key))})
+    if n_blocks:
+        facts.append(f"n_blocks = {n_blocks}")
+    if "enc.linear.weight" in state_dict:
+        facts.append(f"dim_m * dim_a = {state_dict['enc.linear.weight'].shape[0]}")
+    if "M_net.linear.weight" in state_dict:
+        facts.append(f"dim_a = {round(state_dict['M_net.linear.weight'].shape[0] ** 0.5)}")
+    if "change_of_basis" in state_dict:
+        facts.append(f"dim_a = {state_dict['change_of_basis'].shape[0]}")
+    if "ar.7.weight" in state_dict:
+        facts.append(f"ar output channels = {state_dict['ar.7.weight'].shape[0]} (dim_a for neural_trans), "
+                     f"ar input channels = {state_dict['ar.0.weight'].shape[1]} (T_cond * dim_a)")
+    if "dec.net.0.pe.emb" in state_dict:
+        facts.append(f"bottom_width = {state_dict['dec.net.0.pe.emb'].shape[1] // 2}")
+    return "; ".join(facts) if facts else "no recognizable authors' keys"
+
+
+def guess_authors_model(state_dict: dict) -> str:
+    """Which of our model names fit the snapshot's top-level modules."""
+    tops = {key.split(".")[0] for key in state_dict}
+    if "projhead" in tops:
+        return "simclr"
+    if "M_net" in tops:
+        return "neuralM or neuralM_latentpred"
+    if "ar" in tops:
+        return "neural_trans" if "dec" in tops else "cpc"
+    return "lstsq, lstsq_multi, lstsq_rec or holstsq" if "dec" in tops else "unknown"
+
+
+# -- conversion --
+def unwrap_snapshot(obj) -> dict:
+    """The model state dict inside a snapshot file (plain state dict, or a ppe manager snapshot)."""
+    if isinstance(obj, dict) and isinstance(obj.get("models"), dict) and "main" in obj["models"]:
+        obj = obj["models"]["main"]  # pytorch-pfn-extras manager snapshot
+    if not isinstance(obj, dict) or not all(torch.is_tensor(v) for v in obj.values()):
+        raise AuthorsCheckpointError(
+            "the snapshot is not a state dict of tensors: pass a snapshot_model_iter_N file of the authors' code")
+    return {key.removeprefix("module."): value for key, value in obj.items()}  # DataParallel prefix
+
+
+def convert_authors_state_dict(model, state_dict: dict) -> tuple[dict, torch.Tensor | None]:
+    """Authors' state dict -> (our state dict for `model`, change of basis U (a, a) or None).
+
+    Raises AuthorsCheckpointError listing every missing key, unexpected key and shape
+    mismatch, each with the setting that probably differs.
+    """
+    mapping = authors_key_map(model)
+    ours = model.state_dict()
+    state_dict = dict(state_dict)
+    U = state_dict.pop("change_of_basis", None)
+    problems, converted = [], {}
+    for src, dst in mapping.items():
+        if src not in state_dict:
+            problems.append(f"missing key {src!r} (our {dst})")
+            continue
+        value = state_dict[src]
+        if ours[dst].dim() == 2 and value.dim() == 3 and value.shape[-1] == 1:
+            value = value[..., 0]  # 1x1 Conv1d (out, in, 1) -> Linear (out, in)
+        if tuple(value.shape) != tuple(ours[dst].shape):
+            expected, found = tuple(ours[dst].shape), tuple(value.shape)
+            problems.append(f"shape mismatch at {src!r} (our {dst}): expected {expected}, found {found} "
+                            f"-> probably {_shape_hint(dst, expected, found)} differs")
+            continue
+        converted[dst] = value.detach().to(ours[dst].dtype).clone()
+    if U is not None and tuple(U.shape) != (model.dim_a, model.dim_a):
+        problems.append(f"shape mismatch at 'change_of_basis': expected {(model.dim_a, model.dim_a)}, "
+                        f"found {tuple(U.shape)} -> probably dim_a differs")
+    unexpected = sorted(set(state_dict) - set(mapping))
+    if unexpected:
+        shown = ", ".join(repr(k) for k in unexpected[:8]) + (f" and {len(unexpected) - 8} more" if len(unexpected) > 8 else "")
+        problems.append(f"unexpected key(s) {shown}")
+    if problems:
+        hint = []
+        if any(p.startswith(("missing", "unexpected")) for p in problems):
+            blocks = sum(1 for key in state_dict if re.fullmatch(r"enc\.phi\.\d+\.c1\.bias", key))
+            hint.append(f"the snapshot's modules fit model {guess_authors_model(state_dict)} with n_blocks = {blocks}; "
+                        f"ours is {model.name} with n_blocks = {len(model.encoder.blocks)}")
+        hint.append(f"the snapshot's shapes say: {describe_snapshot(state_dict)}")
+        raise AuthorsCheckpointError(
+            f"the authors' snapshot does not fit our {model.name} model ({len(problems)} problem(s)):\n  - "
+            + "\n  - ".join(problems) + "\n" + "\n".join(hint)
+            + "\nfix --model or the settings (--k, --dim-m, --dim-a, --n-blocks, --bottom-width, --T-cond), "
+            "or pass the run's config with --authors-config")
+    return converted, None if U is None else U.detach().float().clone()
+
+
+def load_authors_state_dict(model, state_dict: dict):
+    """Fill `model` (in place) with the authors' weights; sets the change of basis if present."""
+    converted, U = convert_authors_state_dict(model, unwrap_snapshot(state_dict))
+    model.load_state_dict(converted, strict=True)
+    model.set_change_of_basis(U)
+    return model
+
+
+@torch.no_grad()
+def fold_change_of_basis(model):
+    """Fold U into the encoder's and decoder's linear layers, then drop it: same outputs.
+
+    encode: H U with H = reshape(W x + b) -> W'[m, b', :] = sum_a W[m, a, :] U[a, b'].
+    decode: linear(H U^-1) -> W'_dec[o, m, b'] = sum_a W_dec[o, m, a] U^-1[b', a].
+    """
+    U = model.change_of_basis
+    if U is None:
+        return model
+    if not (model.has_decoder and model.encoder.linear is not None) or hasattr(model, "M_net"):
+        raise ValueError(f"cannot fold a change of basis into model {model.name}")
+    m, a = model.dim_m, model.dim_a
+    U64 = U.double()
+    enc, dec = model.encoder.linear, model.decoder.linear
+    W = enc.weight.double().view(m, a, -1)  # (m, a, features)
+    enc.weight.copy_(torch.einsum("maf,ab->mbf", W, U64).reshape(m * a, -1))
+    enc.bias.copy_((enc.bias.double().view(m, a) @ U64).reshape(-1))
+    Wd = dec.weight.double().view(dec.weight.shape[0], m, a)  # (out, m, a)
+    dec.weight.copy_((Wd @ torch.linalg.inv(U64).T).reshape(dec.weight.shape[0], m * a))
+    model.set_change_of_basis(None)
+    return model
+
+
+# -- run config for the imported model --
+def paper_model_settings(dataset: str, model: str, workflow_config=None) -> dict:
+    """The paper's model section for (dataset, model) from configs/config.yaml (via msp.runs);
+    for a pair the workflow does not run, the dataset's network with the model's defaults."""
+    from msp import runs
+
+    path = Path(workflow_config) if workflow_config else Path(__file__).resolve().parents[1] / "configs" / "config.yaml"
+    if not path.is_file():
+        return {"name": model}
+    config = yaml.safe_load(path.read_text())
+    if dataset not in config["datasets"]:
+        return {"name": model}
+    if model in config["datasets"][dataset]["models"] and model in config["models"]:
+        return runs.run_config(config, dataset, model, 1)["model"]
+    return {"name": model, **config["datasets"][dataset].get("network", {})}
+
+
+def _model_from_authors_config(cfg: dict, dataset: str) -> tuple[dict, dict]:
+    """An authors' run YAML -> (our model fields, our train fields)."""
+    model_sec = cfg.get("model") or {}
+    cls = model_sec.get("name")
+    if cls not in AUTHORS_CLASSES:
+        raise ValueError(f"--authors-config: model.name {cls!r} is not one of the authors' classes {sorted(AUTHORS_CLASSES)}")
+    args = dict(model_sec.get("args") or {})
+    name = AUTHORS_CLASSES[cls]
+    if name == "lstsq" and args.get("predictive", True) is False:
+        name = "lstsq_rec"
+    unknown = sorted(set(args) - set(AUTHORS_MODEL_ARGS))
+    if unknown:
+        raise ValueError(f"--authors-config: model.args {unknown} have no counterpart in our models")
+    if "ch_x" in args and args["ch_x"] != IMAGE_SHAPES[dataset][0]:
+        raise ValueError(f"--authors-config: ch_x = {args['ch_x']} but dataset {dataset} has "
+                         f"{IMAGE_SHAPES[dataset][0]} channel(s): is --dataset right?")
+    if args.get("loss_type", "cossim") != "cossim":
+        raise ValueError(f"--authors-config: loss_type {args['loss_type']!r}: our contrastive models use cossim only")
+    fields = {"name": name, **{AUTHORS_MODEL_ARGS[k]: v for k, v in args.items() if AUTHORS_MODEL_ARGS[k]}}
+    for key in ("T_cond", "T_pred"):
+        if key in cfg:
+            fields[key] = cfg[key]
+    family = next((f for stem, f in AUTHORS_DATA_FAMILY.items() if stem in str((cfg.get("train_data") or {}).get("fn", ""))), None)
+    ours = {"mnist_bg": "mnist", "mnist_bg_full": "mnist", "mnist_accl": "mnist"}.get(dataset, dataset)
+    if family is not None and family != ours:
+        raise ValueError(f"--authors-config trains on {family} data but --dataset is {dataset}")
+    loop = (cfg.get("training_loop") or {}).get("args") or {}
+    train = {k: v for k, v in {
+        "iterations": cfg.get("max_iteration"), "batch_size": cfg.get("batchsize"), "lr": cfg.get("lr"),
+        "seed": cfg.get("seed"), "lr_decay_iter": loop.get("lr_decay_iter"), "reconst_iter": loop.get("reconst_iter"),
+    }.items() if v is not None}
+    return fields, train
+
+
+FLAG_FIELDS = ("k", "dim_m", "dim_a", "n_blocks", "bottom_width", "T_cond", "T_pred", "hidden", "K")
+
+
+def import_snapshot(snapshot, dataset: str, model: str | None = None, overrides: dict | None = None,
+                    authors_config=None, root="data", source="embedded", step: int | None = None,
+                    workflow_config=None):
+    """Read a snapshot file -> (our model with its weights, our checkpoint dict)."""
+    if dataset not in IMAGE_SHAPES:
+        raise ValueError(f"unknown --dataset {dataset!r}: choose one of {sorted(IMAGE_SHAPES)}")
+    snapshot = Path(snapshot)
+    if not snapshot.is_file():
+        raise FileNotFoundError(f"snapshot {snapshot} does not exist")
+    fields, train = {}, {}
+    if authors_config is not None:
+        fields, train = _model_from_authors_config(yaml.safe_load(Path(authors_config).read_text()), dataset)
+        if model is not None and model != fields["name"]:
+            raise ValueError(f"--model {model} disagrees with --authors-config, which trains {fields['name']}")
+    name = model or fields.get("name")
+    if name not in MODELS:
+        raise ValueError(f"unknown --model {name!r}: choose one of {sorted(MODELS)}")
+    explicit = {**fields, **{k: v for k, v in (overrides or {}).items() if v is not None}}
+    model_cfg = {**paper_model_settings(dataset, name, workflow_config), **explicit, "name": name}
+    if "n_blocks" in explicit and "bottom_width" not in explicit:
+        model_cfg["bottom_width"] = None  # derive it from the image size and the new n_blocks
+    image_shape = IMAGE_SHAPES[dataset]
+    net = build_model(model_cfg, image_shape)
+    try:
+        raw = torch.load(snapshot, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise AuthorsCheckpointError(f"cannot read snapshot {snapshot}: {err}") from None
+    load_authors_state_dict(net, raw)
+    if net.change_of_basis is not None:
+        fold_change_of_basis(net)  # our checkpoints carry no U: fold it (identical outputs)
+    if step is None:
+        found = re.search(r"iter_(\d+)", snapshot.name)
+        step = int(found.group(1)) if found else 0
+    model_cfg["image_shape"] = list(image_shape)
+    model_cfg["bottom_width"] = net.cfg.bottom_width
+    cfg = normalize_run_config({
+        "dataset": {"name": dataset, "root": str(root), "source": source},
+        "model": model_cfg, "train": train,
+    })
+    checkpoint = {"model": net.state_dict(), "step": step, "config": cfg, "final": True,
+                  "imported_from": {"snapshot": str(snapshot.resolve()), "authors_config": str(authors_config or "")}}
+    return net.eval(), checkpoint
+
+
+def add_arguments(parser):
+    parser.add_argument("--snapshot", required=True, help="the authors' snapshot_model_iter_N file")
+    parser.add_argument("--dataset", required=True, choices=sorted(IMAGE_SHAPES), help="dataset it was trained on")
+    parser.add_argument("--model", choices=sorted(MODELS), help="our model name (default: from --authors-config)")
+    parser.add_argument("--authors-config", help="the run's YAML of the authors' code (config.yml in its log dir)")
+    parser.add_argument("--out", required=True, help="checkpoint to write in our format (e.g. results/.../model.pt)")
+    parser.add_argument("--root", default="data", help="data root stored in the checkpoint's config (for evaluation)")
+    parser.add_argument("--source", default="embedded", choices=("drive", "official", "embedded"))
+    parser.add_argument("--step", type=int, help="training step (default: N of snapshot_model_iter_N)")
+    parser.add_argument("--workflow-config", help="paper defaults (default: the repository's configs/config.yaml)")
+    for field in FLAG_FIELDS:
+        kind = float if field == "k" else int
+        parser.add_argument(f"--{field.replace('_', '-')}", dest=field, type=kind, help=f"model.{field} (default: the paper's)")
+
+
+def main(args):
+    from msp.train import atomic_save, load_checkpoint
+
+    overrides = {field: getattr(args, field) for field in FLAG_FIELDS}
+    _, checkpoint = import_snapshot(
+        args.snapshot, args.dataset, args.model, overrides, args.authors_config, args.root, args.source, args.step,
+        args.workflow_config)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_save(checkpoint, out)
+    load_checkpoint(out)  # the file must load the way evaluation loads it
+    m = checkpoint["config"]["model"]
+    print(f"wrote {out}: {m['name']} on {args.dataset} (k={m['k']}, dim_m={m['dim_m']}, dim_a={m['dim_a']}, "
+          f"n_blocks={m['n_blocks']}) at step {checkpoint['step']}", file=sys.stderr)
+    return 0

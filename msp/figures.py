@@ -1,0 +1,203 @@
+"""The figure set of the authors' repository (spec evaluation.md, "Figures"), from the
+workflow's evaluation files. Every function returns a matplotlib Figure; `save` writes it
+to each requested path (the extension picks the format: .png, .pdf).
+
+- comp_error_{dataset}: prediction error vs horizon, one line per model (mean, +- std band)
+- equiv_error_{dataset}: L^p (dashed) and L^p_equiv (solid) per model
+- sbd_{dataset}: mean |I - M| before and |I - V| after block diagonalization
+- sbd_{dataset}_components: one |I - V| map per moving factor
+- disentangle_{dataset}: one roll-out per block, only that block's transition active
+- gen_images/{dataset}_{model}: conditioning + true future, and the predicted future
+"""
+
+import json
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on cluster nodes
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+# One colour per model across every figure.
+MODEL_ORDER = ["neural_trans", "neuralM", "lstsq_rec", "lstsq_multi", "lstsq", "holstsq",
+               "neuralM_latentpred", "simclr", "cpc"]
+
+
+def model_color(model: str):
+    index = MODEL_ORDER.index(model) if model in MODEL_ORDER else len(MODEL_ORDER) + hash(model) % 5
+    return plt.get_cmap("tab10")(index % 10)
+
+
+def save(fig, paths) -> None:
+    """Write `fig` to every path (format from the extension), atomically."""
+    for path in map(Path, paths):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+        fig.savefig(tmp, dpi=150, bbox_inches="tight")
+        os.replace(tmp, path)
+    plt.close(fig)
+
+
+def _ordered(models) -> list:
+    return sorted(models, key=lambda m: (MODEL_ORDER.index(m) if m in MODEL_ORDER else 99, m))
+
+
+def _mean_std(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """runs: one row per model x seed x horizon -> mean and std over seeds per model x horizon."""
+    return runs.groupby(["model", "horizon"])[metric].agg(["mean", "std", "count"]).reset_index()
+
+
+def comp_error(runs: pd.DataFrame, labels: dict, title: str = ""):
+    """Prediction error vs T_p. runs: gathered prediction CSV (model, seed, horizon, mse)."""
+    stats = _mean_std(runs, "mse")
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for model in _ordered(stats.model.unique()):
+        s = stats[stats.model == model]
+        color = model_color(model)
+        ax.plot(s.horizon, s["mean"], "o-", ms=3, color=color, label=labels.get(model, model))
+        if (s["count"] > 1).any():
+            ax.fill_between(s.horizon, (s["mean"] - s["std"]).clip(lower=1e-6), s["mean"] + s["std"],
+                            color=color, alpha=0.2, lw=0)
+    ax.set(xlabel="prediction horizon $T_p$", ylabel="squared error per frame", yscale="log",
+           title=title or "prediction error")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def equiv_error(runs: pd.DataFrame, labels: dict, title: str = ""):
+    """L^p (dashed) and L^p_equiv (solid) vs T_p. runs: gathered equivariance CSV."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    lp, le = _mean_std(runs, "Lp"), _mean_std(runs, "Lp_equiv")
+    for model in _ordered(lp.model.unique()):
+        color, name = model_color(model), labels.get(model, model)
+        a, b = lp[lp.model == model], le[le.model == model]
+        ax.plot(a.horizon, a["mean"], "--", color=color, label=f"{name}: $L^p$")
+        ax.plot(b.horizon, b["mean"], "-", color=color, label=f"{name}: $L^p_{{equiv}}$")
+        if (b["count"] > 1).any():
+            ax.fill_between(b.horizon, (b["mean"] - b["std"]).clip(lower=1e-6), b["mean"] + b["std"],
+                            color=color, alpha=0.15, lw=0)
+    ax.set(xlabel="prediction horizon $T_p$", ylabel="squared error per frame", yscale="log",
+           title=title or "equivariance error")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, ncol=2)
+    return fig
+
+
+def _block_edges(blocks) -> list:
+    """Boundaries between contiguous blocks, in the permuted axes of the 'after' maps."""
+    sizes = [len(b) for b in blocks]
+    return list(np.cumsum(sizes)[:-1] - 0.5)
+
+
+def _heat(ax, image, title, edges=()):
+    im = ax.imshow(image, cmap="viridis", interpolation="nearest")
+    for e in edges:
+        ax.axhline(e, color="w", lw=0.8)
+        ax.axvline(e, color="w", lw=0.8)
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return im
+
+
+def load_sbd(maps_path, info_path):
+    maps = np.load(maps_path)
+    info = json.loads(Path(info_path).read_text())
+    return maps, info
+
+
+def sbd(maps, info, title: str = ""):
+    """Heat maps of mean |I - M| before and |I - V| after the change of basis."""
+    fig, axes = plt.subplots(1, 2, figsize=(7, 3.4))
+    im0 = _heat(axes[0], maps["before"], "before: mean $|I - M|$")
+    im1 = _heat(axes[1], maps["after"], "after: mean $|I - U^{-1}MU|$", _block_edges(info.get("blocks", [])))
+    fig.colorbar(im0, ax=axes[0], fraction=0.046)
+    fig.colorbar(im1, ax=axes[1], fraction=0.046)
+    fig.suptitle(title or "simultaneous block diagonalization", fontsize=10)
+    return fig
+
+
+def sbd_components(maps, info, title: str = ""):
+    """One |I - V| map per moving factor (only that factor moves in its sequences)."""
+    comps = maps["components"]  # (F, a, a)
+    names = info.get("factor_names") or [f"factor {i}" for i in range(len(comps))]
+    edges = _block_edges(info.get("blocks", []))
+    fig, axes = plt.subplots(1, len(comps), figsize=(2.3 * len(comps), 2.6), squeeze=False)
+    for ax, comp, name in zip(axes[0], comps, names):
+        _heat(ax, comp, name, edges)
+    fig.suptitle(title or "per-factor transitions after block diagonalization", fontsize=10)
+    return fig
+
+
+def _to_hwc(frames: np.ndarray) -> np.ndarray:
+    """(..., C, H, W) in [0, 1] -> (..., H, W, 3) for imshow (grey images repeated)."""
+    frames = np.clip(np.asarray(frames, dtype=np.float32), 0, 1)
+    frames = np.moveaxis(frames, -3, -1)
+    return np.repeat(frames, 3, axis=-1) if frames.shape[-1] == 1 else frames
+
+
+def _grid(rows: list, pad: int = 2) -> np.ndarray:
+    """rows: list of (S, H, W, 3) arrays (None entries = blank cells) -> one image."""
+    H, W = next(f for row in rows for f in row if f is not None).shape[:2]
+    S = max(len(row) for row in rows)
+    canvas = np.ones((len(rows) * (H + pad) + pad, S * (W + pad) + pad, 3), dtype=np.float32)
+    for i, row in enumerate(rows):
+        for j, frame in enumerate(row):
+            if frame is not None:
+                y, x = pad + i * (H + pad), pad + j * (W + pad)
+                canvas[y:y + H, x:x + W] = frame
+    return canvas
+
+
+def disentangle(maps, info, title: str = ""):
+    """Rows = blocks: the roll-out with the transition solved on that block only."""
+    frames = _to_hwc(maps["disentangle"])  # (B, S, H, W, 3)
+    owner = {}
+    for factor, block in (info.get("factor_to_block") or {}).items():
+        owner.setdefault(int(block) if not isinstance(block, list) else tuple(block), []).append(factor)
+    fig, ax = plt.subplots(figsize=(1.0 * frames.shape[1] + 1.5, 1.0 * frames.shape[0] + 0.6))
+    image = _grid([list(row) for row in frames])
+    ax.imshow(image, interpolation="nearest")
+    step = image.shape[0] / frames.shape[0]
+    ax.set_yticks([step * (i + 0.5) for i in range(frames.shape[0])])
+    ax.set_yticklabels([f"block {i}" + (f" ({', '.join(owner[i])})" if i in owner else "")
+                        for i in range(frames.shape[0])], fontsize=8)
+    ax.set_xticks([])
+    ax.set_title(title or "roll-outs with one block's transition", fontsize=10)
+    return fig
+
+
+def gen_images(samples, title: str = "", n_examples: int = 4):
+    """Per example: predicted future above (blank under the conditioning frames), then the
+    conditioning frames + the true future, then (if present) the prediction with another
+    sequence's transition."""
+    cond, target, pred = (_to_hwc(samples[k]) for k in ("cond", "target", "pred"))
+    equiv = _to_hwc(samples["pred_equiv"]) if "pred_equiv" in samples else None
+    Tc = cond.shape[1]
+    rows, names = [], []
+    for i in range(min(n_examples, len(cond))):
+        rows.append([None] * Tc + list(pred[i]))
+        names.append("predicted")
+        rows.append(list(cond[i]) + list(target[i]))
+        names.append("truth")
+        if equiv is not None:
+            rows.append([None] * Tc + list(equiv[i]))
+            names.append("swapped M")
+    image = _grid(rows)
+    S = Tc + target.shape[1]
+    fig, ax = plt.subplots(figsize=(0.8 * S + 1.2, 0.8 * len(rows) + 0.6))
+    ax.imshow(image, interpolation="nearest")
+    step = image.shape[0] / len(rows)
+    ax.set_yticks([step * (i + 0.5) for i in range(len(rows))])
+    ax.set_yticklabels(names, fontsize=7)
+    col = image.shape[1] / S
+    ax.set_xticks([col * (j + 0.5) for j in range(S)])
+    ax.set_xticklabels([f"c{j + 1}" if j < Tc else f"{j - Tc + 1}" for j in range(S)], fontsize=7)
+    ax.set_title(title or "generated sequences", fontsize=10)
+    return fig

@@ -1,0 +1,145 @@
+"""`msp report ...`: gather evaluations, write tables, check the paper's claims, draw figures.
+
+Each action is one thin step of the workflow (rules/evaluate.smk, rules/report.smk):
+  gather   per-run evaluation files of one dataset -> results/{dataset}/{kind}_runs.csv
+  tables   gathered CSVs + reference numbers -> results/tables/{kind}.{csv,md,tex}
+  claims   gathered CSVs -> results/tables/claims.{csv,md} (ours and the authors' verdicts)
+  figure   one figure of the authors' set -> PNG and/or PDF
+  summary  tables, claims and figures -> one Markdown page (results/report.md)
+"""
+
+import argparse
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from msp import claims as claims_mod
+from msp import figures, tables
+
+FIGURES = ("comp_error", "equiv_error", "sbd", "sbd_components", "disentangle", "gen_images")
+
+
+def _labels(pairs) -> dict:
+    """['lstsq=MSP', ...] -> {'lstsq': 'MSP', ...}."""
+    out = {}
+    for pair in pairs or []:
+        name, sep, label = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--labels: expected NAME=LABEL, got {pair!r}")
+        out[name] = label
+    return out
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", required=True)
+
+    p = sub.add_parser("gather", help="per-run evaluation files -> one long CSV")
+    p.add_argument("--kind", required=True, choices=["prediction", "equivariance", "sbd"])
+    p.add_argument("--dataset", help="check that every input belongs to this dataset")
+    p.add_argument("--inputs", nargs="+", required=True,
+                   help="files under results/DATASET/MODEL/seedN/eval/ (sbd: the sbd.json files)")
+    p.add_argument("--out", required=True)
+
+    p = sub.add_parser("tables", help="mean +- std tables with the reference numbers")
+    p.add_argument("--inputs", nargs="+", required=True, help="gathered CSVs (msp report gather)")
+    p.add_argument("--reference", default=str(tables.REFERENCE_CSV))
+    p.add_argument("--labels", nargs="*", default=[], help="NAME=LABEL display names of the models")
+    p.add_argument("--out-dir", required=True)
+
+    p = sub.add_parser("claims", help="check the paper's five qualitative claims")
+    p.add_argument("--inputs", nargs="+", required=True, help="gathered CSVs (msp report gather)")
+    p.add_argument("--reference", default=str(tables.REFERENCE_CSV))
+    p.add_argument("--labels", nargs="*", default=[])
+    p.add_argument("--accl-train-horizon", type=int, default=5,
+                   help="frames predicted in training on mnist_accl (longer horizons extrapolate)")
+    p.add_argument("--out", nargs="+", required=True, help="paths ending in .csv and/or .md")
+
+    p = sub.add_parser("figure", help="one figure of the authors' set")
+    p.add_argument("name", choices=FIGURES)
+    p.add_argument("--inputs", nargs="+", required=True,
+                   help="comp_error/equiv_error: gathered CSV; sbd*/disentangle: sbd_maps.npz sbd.json; "
+                        "gen_images: samples.npz")
+    p.add_argument("--labels", nargs="*", default=[])
+    p.add_argument("--title", default="")
+    p.add_argument("--out", nargs="+", required=True, help="paths ending in .png and/or .pdf")
+
+    p = sub.add_parser("summary", help="one Markdown page with every table, claim and figure")
+    p.add_argument("--tables", nargs="*", default=[], help="results/tables/*.md (others ignored)")
+    p.add_argument("--claims", required=True, help="claims.md")
+    p.add_argument("--figures", nargs="*", default=[], help="figure files (PNG shown, others ignored)")
+    p.add_argument("--out", required=True)
+
+
+def _gather(args) -> None:
+    frame = tables.gather_runs(args.kind, args.inputs)
+    if args.dataset and set(frame.dataset) != {args.dataset}:
+        raise SystemExit(f"msp report gather: inputs belong to {sorted(set(frame.dataset))}, not {args.dataset!r}")
+    tables.atomic_write_text(args.out, frame.to_csv(index=False))
+    print(f"{args.out}: {len(frame)} rows from {len(args.inputs)} runs")
+
+
+def _tables(args) -> None:
+    runs = tables.read_runs(args.inputs)
+    for path in tables.make_tables(runs, tables.read_reference(args.reference), _labels(args.labels), args.out_dir):
+        print(path)
+
+
+def _claims(args) -> None:
+    runs = tables.read_runs(args.inputs)
+    labels = _labels(args.labels)
+    ours = claims_mod.check_claims(tables.summarize(runs), runs.get("sbd"), labels, args.accl_train_horizon)
+    theirs = claims_mod.check_claims(tables.read_reference(args.reference), None, labels, 5)
+    frame = claims_mod.claims_frame(ours, theirs)
+    for path in args.out:
+        if path.endswith(".csv"):
+            tables.atomic_write_text(path, frame.to_csv(index=False))
+        elif path.endswith(".md"):
+            tables.atomic_write_text(path, claims_mod.claims_markdown(frame))
+        else:
+            raise SystemExit(f"msp report claims: --out {path}: use a .csv or .md file name")
+    for claim in ours:
+        print(f"claim {claim.number}: {claim.verdict}: {claim.evidence}")
+
+
+def _figure(args) -> None:
+    labels = _labels(args.labels)
+    if args.name in ("comp_error", "equiv_error"):
+        runs = pd.concat([pd.read_csv(p) for p in args.inputs], ignore_index=True)
+        title = args.title or f"{args.name.replace('_', ' ')}: {', '.join(sorted(runs.dataset.unique()))}"
+        fig = getattr(figures, args.name)(runs, labels, title)
+    elif args.name == "gen_images":
+        fig = figures.gen_images(np.load(args.inputs[0]), args.title)
+    else:
+        maps_path = next((p for p in args.inputs if p.endswith(".npz")), None)
+        info_path = next((p for p in args.inputs if p.endswith(".json")), None)
+        if not maps_path or not info_path:
+            raise SystemExit(f"msp report figure {args.name}: give --inputs sbd_maps.npz sbd.json")
+        maps, info = figures.load_sbd(maps_path, info_path)
+        fig = getattr(figures, args.name)(maps, info, args.title)
+    bad = [p for p in args.out if Path(p).suffix not in (".png", ".pdf")]
+    if bad:
+        raise SystemExit(f"msp report figure: --out {bad}: use .png or .pdf file names")
+    figures.save(fig, args.out)
+    print(" ".join(args.out))
+
+
+def _summary(args) -> None:
+    out_dir = Path(args.out).parent
+    parts = ["# msp-pipeline results", "", Path(args.claims).read_text(), "", "# Tables", ""]
+    for path in args.tables:
+        if path.endswith(".md"):
+            parts += [f"## {Path(path).stem}", "", Path(path).read_text(), ""]
+    parts += ["# Figures", ""]
+    for path in args.figures:
+        if path.endswith(".png"):
+            rel = os.path.relpath(path, out_dir)
+            parts += [f"### {Path(path).stem}", "", f"![{Path(path).stem}]({rel})", ""]
+    tables.atomic_write_text(args.out, "\n".join(parts))
+    print(args.out)
+
+
+def main(args) -> int:
+    {"gather": _gather, "tables": _tables, "claims": _claims, "figure": _figure, "summary": _summary}[args.action](args)
+    return 0

@@ -1,0 +1,170 @@
+"""The workflow config: the paper grid of spec configs.md, the schema and the extra checks."""
+
+import copy
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+from snakemake.utils import validate
+
+from msp import runs
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = ROOT / "configs" / "schema.yaml"
+
+
+def load(name="config.yaml") -> dict:
+    config = yaml.safe_load((ROOT / "configs" / name).read_text())
+    validate(config, str(SCHEMA))  # fills the schema defaults, as the workflow does
+    return config
+
+
+@pytest.fixture(scope="module")
+def paper():
+    return load()
+
+
+def test_paper_grid_is_the_84_runs_of_configs_md(paper):
+    grid = runs.runs(paper)
+    assert len(grid) == 84
+    per_dataset = {d: sum(r.dataset == d for r in grid) for d in paper["datasets"]}
+    assert per_dataset == {"mnist": 15, "mnist_bg": 15, "mnist_bg_full": 15, "3dshapes": 15, "smallNORB": 15,
+                           "mnist_accl": 9}
+    assert {r.seed for r in grid} == {1, 2, 3}
+    assert len(set(grid)) == 84
+
+
+def test_run_configs_carry_the_paper_hyper_parameters(paper):
+    cfg = runs.run_config(paper, "mnist", "lstsq", 2)
+    assert cfg["dataset"] == {"name": "mnist", "root": "data", "source": "drive", "options": {}}
+    assert cfg["model"] == {"name": "lstsq", "T_cond": 2, "T_pred": 1, "k": 2, "dim_m": 256, "dim_a": 16,
+                            "n_blocks": 3, "bottom_width": 4}
+    assert cfg["train"] == {"iterations": 50000, "batch_size": 32, "lr": 3e-4, "lr_decay_iter": 40000,
+                            "reconst_iter": 0, "seed": 2, "checkpoint_every": 10000, "log_every": 100,
+                            "device": "auto"}
+    # reconstruction "always" = the whole run (configs.md)
+    assert runs.run_config(paper, "mnist_bg_full", "neuralM", 1)["train"]["reconst_iter"] == 200000
+    assert runs.run_config(paper, "3dshapes", "neural_trans", 1)["train"]["reconst_iter"] == 50000
+    rec = runs.run_config(paper, "smallNORB", "lstsq_rec", 3)
+    assert (rec["model"]["T_cond"], rec["model"]["T_pred"], rec["model"]["n_blocks"]) == (3, 0, 4)
+    assert runs.run_config(paper, "mnist", "lstsq_multi", 1)["model"]["K"] == 8
+    for model in ("lstsq", "holstsq", "neural_trans"):
+        m = runs.run_config(paper, "mnist_accl", model, 1)["model"]
+        assert (m["T_cond"], m["T_pred"]) == (5, 5), model
+    assert runs.run_config(paper, "mnist_bg", "lstsq", 1)["model"]["k"] == 4
+
+
+def test_run_config_is_accepted_by_the_trainer(paper):
+    from msp.config import normalize_run_config
+
+    for run in runs.runs(paper)[::7]:
+        normalize_run_config(runs.run_config(paper, run.dataset, run.model, run.seed))
+
+
+def test_evaluations_follow_the_spec_table(paper):
+    count = {kind: len(runs.evaluated_runs(paper, kind)) for kind in runs.EVALUATIONS}
+    # prediction: every run; equivariance: neuralM, lstsq_rec, lstsq on 5 datasets + holstsq;
+    # sbd: lstsq on the 5 non-accelerated datasets; samples: every dataset x model, first seed
+    assert count == {"prediction": 84, "equivariance": 5 * 3 * 3 + 3, "sbd": 5 * 3, "samples": 25 + 3}
+    assert {r.model for r in runs.evaluated_runs(paper, "equivariance", "mnist_accl")} == {"holstsq"}
+    assert runs.sbd_model(paper, "3dshapes") == "lstsq"
+    assert runs.sbd_model(paper, "mnist_accl") is None
+    assert runs.training_horizon(paper, "mnist_accl") == 5
+
+
+def test_demo_covers_every_family_and_model():
+    demo = load("demo.yaml")
+    runs.check_config(demo)
+    families = {runs.DATASET_FAMILY[d] for d in demo["datasets"]}
+    assert families == {"mnist", "mnist_bg", "3dshapes", "smallNORB"}
+    assert {r.model for r in runs.runs(demo)} == {"lstsq", "lstsq_multi", "lstsq_rec", "holstsq", "neuralM",
+                                                  "neural_trans"}
+    assert demo["data"]["source"] == "embedded" and demo["results"] != "results"
+    for kind in runs.EVALUATIONS:
+        assert runs.evaluated_runs(demo, kind), kind
+
+
+def test_dataset_families_agree_with_the_data_package():
+    data = pytest.importorskip("msp.data")
+    for name, family in runs.DATASET_FAMILY.items():
+        assert data.dataset_family(name) == family
+
+
+def _mutations():
+    def unknown_key(c):
+        c["datasets"]["mnist"]["iteratons"] = 10
+
+    def wrong_type(c):
+        c["train"]["lr"] = "fast"
+
+    def unknown_model(c):
+        c["datasets"]["mnist"]["models"]["lstsqq"] = {}
+
+    def unknown_dataset(c):
+        c["datasets"]["mnist_big"] = copy.deepcopy(c["datasets"]["mnist"])
+
+    def empty_seeds(c):
+        c["seeds"] = []
+
+    def bad_source(c):
+        c["data"]["source"] = "gdrive"
+
+    def negative_iterations(c):
+        c["datasets"]["3dshapes"]["iterations"] = -1
+
+    return [
+        (unknown_key, "datasets.mnist", "iteratons"),
+        (wrong_type, "train.lr", "fast"),
+        (unknown_model, "datasets.mnist.models", "lstsqq"),
+        (unknown_dataset, "datasets", "mnist_big"),
+        (empty_seeds, "seeds", "non-empty"),
+        (bad_source, "data.source", "gdrive"),
+        (negative_iterations, "datasets.3dshapes.iterations", "minimum"),
+    ]
+
+
+@pytest.mark.parametrize("mutate,key,word", _mutations(), ids=lambda v: getattr(v, "__name__", str(v)))
+def test_schema_rejects_bad_config_naming_the_key(paper, mutate, key, word):
+    config = yaml.safe_load((ROOT / "configs" / "config.yaml").read_text())
+    mutate(config)
+    with pytest.raises(Exception):
+        validate(config, str(SCHEMA))
+    message = runs.describe_schema_errors(config, yaml.safe_load(SCHEMA.read_text()))
+    assert f"- {key}:" in message and word in message, message
+
+
+def test_every_schema_key_is_described():
+    schema = yaml.safe_load(SCHEMA.read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+
+    def walk(node, where):
+        if isinstance(node, dict):
+            for name, sub in node.get("properties", {}).items():
+                assert "description" in sub or "$ref" in sub, f"{where}.{name} has no description"
+                walk(sub, f"{where}.{name}")
+            if node.get("type") == "object" and "properties" in node:
+                assert node.get("additionalProperties") is False, f"{where} accepts unknown keys"
+            for name, sub in node.get("$defs", {}).items():
+                walk(sub, f"$defs.{name}")
+
+    walk(schema, "config")
+
+
+def test_check_config_names_cross_reference_errors(paper):
+    bad = copy.deepcopy(paper)
+    bad["datasets"]["mnist"]["lr_decay_iter"] = 60000
+    with pytest.raises(ValueError, match=r"datasets\.mnist\.lr_decay_iter"):
+        runs.check_config(bad)
+    bad = copy.deepcopy(paper)
+    bad["models"]["lstsq_multi"]["options"] = {"KK": 8}
+    with pytest.raises(ValueError, match=r"KK.*models\.lstsq_multi\.options"):
+        runs.check_config(bad)
+    bad = copy.deepcopy(paper)
+    del bad["models"]["holstsq"]
+    with pytest.raises(ValueError, match=r"datasets\.mnist_accl\.models\.holstsq"):
+        runs.check_config(bad)
+    bad = copy.deepcopy(paper)
+    bad["seeds"] = [1, 1]
+    with pytest.raises(ValueError, match="seeds"):
+        runs.check_config(bad)
