@@ -41,11 +41,18 @@ class TrainConfig:
     keep_checkpoints: int = 2  # periodic checkpoints kept for resuming (the newest ones)
     log_every: int = 100  # metrics are read from the device only every log_every steps
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    faithful: bool = False  # the authors' numerics: float32, unfused layers, no TF32 / compile
+    amp: str = "auto"  # auto (bf16 on CUDA unless faithful) | bf16 | off
+    channels_last: str = "auto"  # auto (on CUDA unless faithful) | on | off
+    compile: bool = False  # torch.compile encoder and decoder (falls back when unavailable)
 
     def __post_init__(self):
         for name in ("iterations", "batch_size", "checkpoint_every", "keep_checkpoints", "log_every"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        for name, allowed in (("amp", ("auto", "bf16", "off")), ("channels_last", ("auto", "on", "off"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"train.{name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
         if self.lr <= 0:
             raise ValueError(f"train.lr must be > 0, got {self.lr}")
 

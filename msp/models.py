@@ -31,8 +31,8 @@ class SeqAEConfig:
 
 
 def prediction_error(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """(N, T, C, H, W) pair -> squared error summed over C, H, W, averaged over N and T."""
-    return ((pred - target) ** 2).sum(dim=(2, 3, 4)).mean()
+    """(N, T, C, H, W) pair -> squared error summed over C, H, W, averaged over N and T (float32)."""
+    return ((pred.float() - target.float()) ** 2).sum(dim=(2, 3, 4)).mean()
 
 
 class SeqAE(nn.Module):
@@ -64,6 +64,7 @@ class SeqAE(nn.Module):
             self.decoder = Decoder(C, latent, cfg.k, cfg.n_blocks, cfg.bottom_width, cfg.kernel_size)
         self.register_buffer("change_of_basis", None)
         self.fix_indices = None
+        self.memory_format = torch.contiguous_format  # channels_last on GPU (msp.performance)
 
     # -- change of basis and fixed coordinates (SBD) --
     def set_change_of_basis(self, U: torch.Tensor | None):
@@ -78,7 +79,8 @@ class SeqAE(nn.Module):
     def encode(self, xs: torch.Tensor) -> torch.Tensor:
         """xs: (N, T, C, H, W) -> H: (N, T, m, a)."""
         N, T = xs.shape[:2]
-        H = self.encoder(xs.flatten(0, 1)).view(N, T, self.dim_m, self.dim_a)
+        x = xs.flatten(0, 1).contiguous(memory_format=self.memory_format)  # (N T, C, H, W)
+        H = self.encoder(x).view(N, T, self.dim_m, self.dim_a)
         if self.change_of_basis is not None:
             H = H @ self.change_of_basis.to(H.dtype)
         return H
@@ -90,7 +92,7 @@ class SeqAE(nn.Module):
             U = self.change_of_basis.float()
             H = torch.linalg.solve(U, H.float(), left=False).to(H.dtype)  # X U = H: X = H U^-1
         x = self.decoder(H.reshape(N * T, self.dim_m * self.dim_a))
-        return x.view(N, T, *x.shape[1:])
+        return x.reshape(N, T, *x.shape[1:])
 
     # -- prediction --
     def predict(self, xs_cond: torch.Tensor, n_rolls: int) -> torch.Tensor:

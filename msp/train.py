@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from msp.config import load_run_config, normalize_run_config
 from msp.models import build_model
+from msp.performance import apply_speed_settings
 
 
 class NonFiniteLossError(RuntimeError):
@@ -119,7 +120,8 @@ def train(cfg: dict, out_dir, sequences=None, progress: bool | None = None) -> P
         sequences = build_training_sequences(cfg, device)
     cfg["model"]["image_shape"] = list(sequences.image_shape)
     model = build_model(cfg["model"], sequences.image_shape).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=tc["lr"])
+    autocast, adam_kwargs = apply_speed_settings(model, tc, device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=tc["lr"], **adam_kwargs)
 
     step = 0
     ckpt, ckpt_path = load_latest_checkpoint(out_dir, map_location=device)
@@ -177,7 +179,8 @@ def train(cfg: dict, out_dir, sequences=None, progress: bool | None = None) -> P
                 group["lr"] = lr
             log_now = (step + 1) % tc["log_every"] == 0 or step + 1 == tc["iterations"]
             xs = sequences.sample(tc["batch_size"])
-            loss, metrics = model.loss(xs, reconst=step < tc["reconst_iter"], diagnostics=log_now)
+            with autocast():
+                loss, metrics = model.loss(xs, reconst=step < tc["reconst_iter"], diagnostics=log_now)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -122,3 +122,18 @@ def test_bad_config_names_the_key(tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "--config", str(path), "--out", str(tmp_path / "out")])
     assert exit_info.value.code == 1
+
+
+def test_fast_and_faithful_numerics_agree_over_a_short_run(tmp_path):
+    """Fused residual blocks are exact reformulations: losses agree to float32 round-off."""
+    cfg = toy_config(iterations=10, log_every=1, checkpoint_every=100)
+    cfg["model"]["n_blocks"] = 2
+    rows = {}
+    for faithful in (True, False):
+        cfg["train"]["faithful"] = faithful
+        out = tmp_path / f"faithful{faithful}"
+        train(cfg, out, sequences=RotatingBlobs(seed=3), progress=False)
+        rows[faithful] = [json.loads(x)["loss"] for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows[True]) == len(rows[False]) == 10
+    for a, b in zip(rows[True], rows[False]):
+        assert a == pytest.approx(b, rel=1e-4)

@@ -1,0 +1,51 @@
+"""Speed settings of a training run, each switchable (train config) and measured by `msp bench`.
+
+faithful: the authors' numerics — float32 everywhere, unfused layers, no TF32, no compile.
+Otherwise, by default: fused residual blocks (exact reformulations, msp.networks), and on
+CUDA bf16 autocast for the networks (the least-squares solve and the losses stay float32),
+TF32 matmuls, channels-last activations and a fused Adam. torch.compile is opt-in.
+"""
+
+import contextlib
+import warnings
+
+import torch
+
+from msp.networks import set_fused_kernels
+
+
+def _on(setting, device: torch.device, faithful: bool) -> bool:
+    """'auto' means on for CUDA runs that are not faithful."""
+    if setting == "auto":
+        return device.type == "cuda" and not faithful
+    return bool(setting) and setting != "off"
+
+
+def apply_speed_settings(model: torch.nn.Module, train_cfg: dict, device: torch.device):
+    """Configure `model` in place; returns (autocast context factory, Adam keyword arguments)."""
+    faithful = train_cfg.get("faithful", False)
+    set_fused_kernels(model, not faithful)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = not faithful
+        torch.backends.cudnn.allow_tf32 = not faithful
+        torch.backends.cudnn.benchmark = not faithful
+    if _on(train_cfg.get("channels_last", "auto"), device, faithful):
+        model.to(memory_format=torch.channels_last)
+        model.memory_format = torch.channels_last
+    if train_cfg.get("compile", False) and not faithful:
+        try:
+            for name in ("encoder", "decoder", "M_net"):
+                if hasattr(model, name):
+                    getattr(model, name).compile()  # in place: state_dict keys are unchanged
+        except Exception as err:  # no compiler toolchain, unsupported platform, ...
+            warnings.warn(f"torch.compile unavailable ({err}); training uncompiled")
+    amp = train_cfg.get("amp", "auto")
+    use_bf16 = amp == "bf16" or (amp == "auto" and device.type == "cuda" and not faithful)
+
+    def autocast():
+        if use_bf16:
+            return torch.autocast(device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    adam_kwargs = {"fused": True} if device.type == "cuda" and not faithful else {}
+    return autocast, adam_kwargs
