@@ -144,6 +144,7 @@ def train(cfg: dict, out_dir, sequences=None, progress: bool | None = None) -> P
             "rng": {"torch": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
             "data": sequences.state_dict(),
+            "log_interval": {"sums": dict(interval["sums"]), "n": interval["n"]},  # a mid-interval resume logs the same
         }
 
     def save_periodic():
@@ -155,7 +156,10 @@ def train(cfg: dict, out_dir, sequences=None, progress: bool | None = None) -> P
     previous_handler = signal.signal(signal.SIGTERM, lambda *_: terminated.append(True))
     bar = tqdm(total=tc["iterations"], initial=step, disable=None if progress is None else not progress,
                desc=f"{cfg['dataset']['name']}/{cfg['model']['name']}", dynamic_ncols=True)
-    sums, n_summed, first_bad = {}, 0, torch.full((), -1, device=device, dtype=torch.long)
+    interval = {"sums": {}, "n": 0}  # metric sums since the last log line, kept on the device
+    if ckpt is not None and "log_interval" in ckpt:
+        interval = ckpt["log_interval"]
+    first_bad = torch.full((), -1, device=device, dtype=torch.long)
     t_start = time.perf_counter()
 
     def check_finite():
@@ -186,21 +190,20 @@ def train(cfg: dict, out_dir, sequences=None, progress: bool | None = None) -> P
             optimizer.step()
             first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss.detach()), step, first_bad)
             for key, value in metrics.items():
-                if key in ("loss_bd", "loss_orth"):
-                    continue
-                sums[key] = sums.get(key, 0) + value.float()
-            n_summed += 1
+                if key not in ("loss_bd", "loss_orth"):
+                    interval["sums"][key] = interval["sums"].get(key, 0) + value.float()
+            interval["n"] += 1
             step += 1
             bar.update(1)
             if log_now:
                 check_finite()
                 row = {"step": step, "lr": lr, "seconds": round(time.perf_counter() - t_start, 3)}
-                row.update({k: float(v) / n_summed for k, v in sums.items()})
+                row.update({k: float(v) / interval["n"] for k, v in interval["sums"].items()})
                 row.update({k: float(metrics[k]) for k in ("loss_bd", "loss_orth") if k in metrics})
                 with open(metrics_path, "a") as f:
                     f.write(json.dumps(row) + "\n")
                 bar.set_postfix(loss=f"{row['loss']:.4g}")
-                sums, n_summed = {}, 0
+                interval = {"sums": {}, "n": 0}
             if step % tc["checkpoint_every"] == 0 and step < tc["iterations"]:
                 check_finite()
                 save_periodic()
