@@ -452,6 +452,11 @@ def model_config(model_cfg: dict) -> SeqAEConfig:
     unknown = sorted(set(cfg) - fields)
     if unknown:
         raise ValueError(f"unknown key(s) {unknown} for model {name!r}: valid keys are {sorted(fields)}")
+    from msp.config import check_type
+
+    for f in dataclasses.fields(Config):
+        if f.name in cfg:
+            cfg[f.name] = check_type(f"model.{f.name}", cfg[f.name], f.type)
     return Config(**cfg)
 
 
