@@ -32,7 +32,9 @@ WAIT_SECONDS=${SLURM_START_TIMEOUT:-60}
 
 die() {
     echo "start_slurm.sh: error: $*" >&2
-    for log in /var/log/munge/munged.stdout "$SLURM_LOG"/slurmctld.{log,stdout} "$SLURM_LOG"/slurmd.{log,stdout}; do
+    local log
+    for log in /var/log/munge/munged.stdout "$SLURM_LOG"/slurmctld.{log,stdout} \
+        "$SLURM_LOG"/slurmd.{log,stdout}; do
         if [[ -f $log ]]; then
             echo "----- last lines of $log -----" >&2
             tail -n 25 "$log" >&2
@@ -41,16 +43,21 @@ die() {
     exit 1
 }
 
-[[ $(id -u) -eq 0 ]] || die "must run as root (it installs packages and starts daemons); try: sudo bash $0"
+[[ $(id -u) -eq 0 ]] ||
+    die "must run as root (it installs packages and starts daemons); try: sudo bash $0"
 
 # --- 1. packages -------------------------------------------------------------------
-if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! command -v munged >/dev/null; then
-    command -v apt-get >/dev/null || die "slurmctld/slurmd/munged are missing and there is no apt-get to install them"
+if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null ||
+    ! command -v munged >/dev/null; then
+    command -v apt-get >/dev/null ||
+        die "slurmctld/slurmd/munged are missing and there is no apt-get to install them"
     echo "start_slurm.sh: installing slurm-wlm and munge with apt-get" >&2
     apt_log=/tmp/start_slurm.apt.log
-    { apt-get update -qq &&
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends slurm-wlm munge; } \
-        >"$apt_log" 2>&1 || { tail -n 20 "$apt_log" >&2; die "apt-get install slurm-wlm munge failed (log: $apt_log)"; }
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends slurm-wlm munge; } >"$apt_log" 2>&1; then
+        tail -n 20 "$apt_log" >&2
+        die "apt-get install slurm-wlm munge failed (log: $apt_log)"
+    fi
 fi
 
 # --- 2. fake GPU: a character device equal to /dev/null (major 1, minor 3) ----------
@@ -131,14 +138,14 @@ done
 
 # --- 4. daemons --------------------------------------------------------------------
 # pid_alive PIDFILE: the daemon named like the file (slurmd.pid -> slurmd) is running.
-# The name guards against a stale pid file whose number now belongs to another process;
-# setsid/setpriv are the names of a daemon started a moment ago, before its exec.
+# The name guards against a stale pid file whose number now belongs to another process.
 pid_alive() {
-    local comm
-    [[ -f $1 ]] || return 1
-    comm=$(cat "/proc/$(cat "$1")/comm" 2>/dev/null) || return 1
-    [[ $comm == "$(basename "$1" .pid)" || $comm == setsid || $comm == setpriv ]]
+    [[ -f $1 ]] && [[ $(cat "/proc/$(cat "$1")/comm" 2>/dev/null) == "$(basename "$1" .pid)" ]]
 }
+
+# still_running PIDFILE: for pid files checked or written by this run, where the name
+# may not match yet (a daemon started a moment ago may not have exec'd yet).
+still_running() { kill -0 "$(cat "$1")" 2>/dev/null; }
 
 node_state() { sinfo -h -n localhost -o %T 2>/dev/null | head -n 1 || true; }
 
@@ -148,7 +155,8 @@ if [[ $config_changed -eq 0 ]] && pid_alive /run/slurmctld.pid && pid_alive /run
     exit 0
 fi
 
-if [[ $config_changed -eq 1 ]] && { pid_alive /run/slurmctld.pid || pid_alive /run/slurmd.pid; }; then
+if [[ $config_changed -eq 1 ]] &&
+    { pid_alive /run/slurmctld.pid || pid_alive /run/slurmd.pid; }; then
     echo "start_slurm.sh: configuration changed, restarting the SLURM daemons" >&2
     bash "$(dirname "$0")/stop_slurm.sh" --keep-munge
 fi
@@ -190,8 +198,8 @@ fi
 # --- 5. wait until the node takes jobs ----------------------------------------------
 deadline=$((SECONDS + WAIT_SECONDS))
 while :; do
-    pid_alive /run/slurmctld.pid || die "slurmctld exited during start-up"
-    pid_alive /run/slurmd.pid || die "slurmd exited during start-up"
+    still_running /run/slurmctld.pid || die "slurmctld exited during start-up"
+    still_running /run/slurmd.pid || die "slurmd exited during start-up"
     state=$(node_state)
     case $state in
         idle*) break ;;
@@ -199,7 +207,9 @@ while :; do
             # e.g. "unexpectedly rebooted" after a restart: put it back in service.
             scontrol update nodename=localhost state=resume >/dev/null 2>&1 || true ;;
     esac
-    ((SECONDS < deadline)) || die "node 'localhost' not idle after ${WAIT_SECONDS}s (state: '${state:-no answer from slurmctld}')"
+    ((SECONDS < deadline)) || die "node 'localhost' not idle after ${WAIT_SECONDS}s" \
+        "(state: '${state:-no answer from slurmctld}')"
     sleep 0.5
 done
-echo "start_slurm.sh: SLURM is up: node localhost idle in partition '$PARTITION' ($cpus CPUs, ${memory} MB, 1 fake GPU)" >&2
+echo "start_slurm.sh: SLURM is up: node localhost idle in partition '$PARTITION'" \
+    "($cpus CPUs, $memory MB, 1 fake GPU)" >&2

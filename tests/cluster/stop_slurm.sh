@@ -14,18 +14,19 @@ keep_munge=0
 # stop_pidfiles PIDFILE...: SIGTERM to all at once (each takes ~2 s to save its state
 # and exit), then wait; whatever is still alive after 10 s gets SIGKILL.
 stop_pidfiles() {
-    local pidfile pid pids=()
+    local pidfile pid name alive pids=()
     for pidfile in "$@"; do
         [[ -f $pidfile ]] || continue
         pid=$(cat "$pidfile")
         # Only a live process with the daemon's name: a stale pid file may name a
         # process id that the system has since given to something else.
-        if [[ $pid =~ ^[0-9]+$ && $(cat "/proc/$pid/comm" 2>/dev/null) == "$(basename "$pidfile" .pid)" ]]; then
+        name=$(basename "$pidfile" .pid)
+        if [[ $pid =~ ^[0-9]+$ && $(cat "/proc/$pid/comm" 2>/dev/null) == "$name" ]]; then
             kill -TERM "$pid" 2>/dev/null && pids+=("$pid")
         fi
     done
     for _ in $(seq 1 100); do
-        local alive=0
+        alive=0
         for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
         [[ $alive -eq 0 ]] && break
         sleep 0.1
