@@ -134,37 +134,39 @@ def authors_key_map(model) -> dict[str, str]:
 
 
 # -- hints: which setting probably differs --
-_SHAPE_HINTS = [  # (pattern on OUR key, {axis: setting}); first match wins
-    (r"^M_net\.stem\.weight$", {0: "k (base width 32k)", 1: "T_cond or the image channels (M_net sees T_cond*C)"}),
-    (r"^encoder\.stem\.weight$", {0: "k (base width 32k)", 1: "the dataset (image channels)"}),
-    (r"pos_emb$", {0: "the positional embedding width (64)", 1: "bottom_width or the image size",
-                   2: "bottom_width or the image size"}),
-    (r"blocks\.\d+\.(conv1|conv2)\.weight$", {0: "k", 1: "k", 2: "kernel_size", 3: "kernel_size"}),
-    (r"^M_net\.linear\.weight$", {0: "dim_a (M_net outputs dim_a^2 numbers)",
-                                  1: "k, n_blocks or the image size (flattened feature size)"}),
-    (r"^encoder\.linear\.weight$", {0: "dim_m * dim_a", 1: "k, n_blocks or the image size (flattened feature size)"}),
-    (r"linear\.bias$", {0: "dim_m * dim_a (or k / n_blocks for the decoder)"}),
-    (r"^decoder\.linear\.weight$", {0: "k or n_blocks", 1: "dim_m * dim_a"}),
-    (r"^decoder\.head\.weight$", {0: "the dataset (image channels)", 1: "k"}),
-    (r"^decoder\.head\.bias$", {0: "the dataset (image channels)"}),
-    (r"^predictor\.stem\.weight$", {0: "hidden", 1: "T_cond * dim_a"}),
-    (r"^predictor\.head\.(weight|bias)$", {0: "dim_a (cpc: dim_m * dim_a)", 1: "hidden"}),
-    (r"^predictor\.", {0: "hidden", 1: "hidden"}),
-    (r"^head\.0\.weight$", {0: "dim_mlp", 1: "k, n_blocks or the image size"}),
-    (r"^head\.2\.weight$", {0: "dim_head", 1: "dim_mlp"}),
-    (r"^change_of_basis$", {0: "dim_a", 1: "dim_a"}),
+K, NB, MA, CH, SIZE = "k", "n_blocks", "dim_m*dim_a", "image channels (--dataset)", "image size (--dataset)"
+_SHAPE_HINTS = [  # (pattern on OUR key, {axis: settings that set that axis}); first match wins
+    (r"^M_net\.stem\.weight$", {0: (K,), 1: ("T_cond", CH)}),
+    (r"^encoder\.stem\.weight$", {0: (K,), 1: (CH,)}),
+    (r"pos_emb$", {1: ("bottom_width", SIZE), 2: ("bottom_width", SIZE)}),
+    (r"blocks\.\d+\.(conv1|conv2)\.weight$", {0: (K,), 1: (K,), 2: ("kernel_size",), 3: ("kernel_size",)}),
+    (r"^M_net\.linear\.weight$", {0: ("dim_a",), 1: (K, NB, SIZE)}),
+    (r"^M_net\.linear\.bias$", {0: ("dim_a",)}),
+    (r"^encoder\.linear\.weight$", {0: (MA,), 1: (K, NB, SIZE)}),
+    (r"^encoder\.linear\.bias$", {0: (MA,)}),
+    (r"^decoder\.linear\.weight$", {0: (K, NB), 1: (MA,)}),
+    (r"^decoder\.linear\.bias$", {0: (K, NB)}),
+    (r"^decoder\.head\.(weight|bias)$", {0: (CH,), 1: (K,)}),
+    (r"^predictor\.stem\.weight$", {0: ("hidden",), 1: ("T_cond", "dim_a")}),
+    (r"^predictor\.head\.(weight|bias)$", {0: ("dim_a",), 1: ("hidden",)}),
+    (r"^predictor\.", {0: ("hidden",), 1: ("hidden",)}),
+    (r"^head\.0\.weight$", {0: ("dim_mlp",), 1: (K, NB, SIZE)}),
+    (r"^head\.0\.bias$", {0: ("dim_mlp",)}),
+    (r"^head\.2\.weight$", {0: ("dim_head",), 1: ("dim_mlp",)}),
+    (r"^head\.2\.bias$", {0: ("dim_head",)}),
     (r"", {}),  # any other block or norm parameter: the widths
 ]
 
 
-def _shape_hint(our_key: str, expected: tuple, found: tuple) -> str:
+def _shape_causes(our_key: str, expected: tuple, found: tuple) -> tuple[str, ...]:
+    """The settings that, when they differ, change this parameter's shape that way."""
     for pattern, axes in _SHAPE_HINTS:
         if re.search(pattern, our_key):
             break
     if len(expected) != len(found):
-        return "a different layer type (is --model right?)"
-    settings = [axes.get(i, "k") for i, (e, f) in enumerate(zip(expected, found)) if e != f]
-    return " / ".join(dict.fromkeys(settings))
+        return ("--model (a different layer type)",)
+    causes = [c for i, (e, f) in enumerate(zip(expected, found)) if e != f for c in axes.get(i, (K,))]
+    return tuple(dict.fromkeys(causes))
 
 
 def describe_snapshot(state_dict: dict) -> str:
@@ -213,47 +215,65 @@ def unwrap_snapshot(obj) -> dict:
     return {key.removeprefix("module."): value for key, value in obj.items()}  # DataParallel prefix
 
 
+def _by_module(keys: list[str]) -> dict[str, list[str]]:
+    groups = {}
+    for key in keys:
+        groups.setdefault(key.split(".")[0], []).append(key)
+    return groups
+
+
 def convert_authors_state_dict(model, state_dict: dict) -> tuple[dict, torch.Tensor | None]:
     """Authors' state dict -> (our state dict for `model`, change of basis U (a, a) or None).
 
-    Raises AuthorsCheckpointError listing every missing key, unexpected key and shape
-    mismatch, each with the setting that probably differs.
+    Raises AuthorsCheckpointError naming the shape mismatches (key, expected and found
+    shape, the setting that probably differs) and the missing and unexpected keys.
     """
     mapping = authors_key_map(model)
     ours = model.state_dict()
-    state_dict = dict(state_dict)
-    U = state_dict.pop("change_of_basis", None)
-    problems, converted = [], {}
+    U = state_dict.get("change_of_basis")
+    missing, mismatches, causes, converted = [], [], {}, {}
     for src, dst in mapping.items():
         if src not in state_dict:
-            problems.append(f"missing key {src!r} (our {dst})")
+            missing.append(src)
             continue
         value = state_dict[src]
         if ours[dst].dim() == 2 and value.dim() == 3 and value.shape[-1] == 1:
             value = value[..., 0]  # 1x1 Conv1d (out, in, 1) -> Linear (out, in)
-        if tuple(value.shape) != tuple(ours[dst].shape):
-            expected, found = tuple(ours[dst].shape), tuple(value.shape)
-            problems.append(f"shape mismatch at {src!r} (our {dst}): expected {expected}, found {found} "
-                            f"-> probably {_shape_hint(dst, expected, found)} differs")
+        expected, found = tuple(ours[dst].shape), tuple(value.shape)
+        if found != expected:
+            found_causes = _shape_causes(dst, expected, found)
+            for cause in found_causes:
+                causes[cause] = causes.get(cause, 0) + 1
+            mismatches.append(f"{src!r} (our {dst}): expected {expected}, found {found} "
+                              f"-> probably {' or '.join(found_causes)} differs")
             continue
         converted[dst] = value.detach().to(ours[dst].dtype).clone()
     if U is not None and tuple(U.shape) != (model.dim_a, model.dim_a):
-        problems.append(f"shape mismatch at 'change_of_basis': expected {(model.dim_a, model.dim_a)}, "
-                        f"found {tuple(U.shape)} -> probably dim_a differs")
-    unexpected = sorted(set(state_dict) - set(mapping))
-    if unexpected:
-        shown = ", ".join(repr(k) for k in unexpected[:8]) + (f" and {len(unexpected) - 8} more" if len(unexpected) > 8 else "")
-        problems.append(f"unexpected key(s) {shown}")
-    if problems:
-        hint = []
-        if any(p.startswith(("missing", "unexpected")) for p in problems):
+        mismatches.append(f"'change_of_basis': expected {(model.dim_a, model.dim_a)}, found {tuple(U.shape)} "
+                          "-> probably dim_a differs")
+        causes["dim_a"] = causes.get("dim_a", 0) + 1
+    unexpected = sorted(set(state_dict) - set(mapping) - {"change_of_basis"})
+    if missing or mismatches or unexpected:
+        shown = 6
+        lines = [f"shape mismatch at {m}" for m in mismatches[:shown]]
+        if len(mismatches) > shown:
+            lines.append(f"... and {len(mismatches) - shown} more shape mismatch(es)")
+        for label, keys in (("missing", missing), ("unexpected", unexpected)):
+            for top, group in _by_module(keys).items():
+                lines.append(f"{len(group)} {label} key(s) under {top!r}, e.g. {group[0]!r}")
+        notes = []
+        if causes:
+            ranked = sorted(causes, key=causes.get, reverse=True)
+            notes.append("settings that probably differ: " + "; ".join(ranked))
+        if missing or unexpected:
             blocks = sum(1 for key in state_dict if re.fullmatch(r"enc\.phi\.\d+\.c1\.bias", key))
-            hint.append(f"the snapshot's modules fit model {guess_authors_model(state_dict)} with n_blocks = {blocks}; "
-                        f"ours is {model.name} with n_blocks = {len(model.encoder.blocks)}")
-        hint.append(f"the snapshot's shapes say: {describe_snapshot(state_dict)}")
+            notes.append(f"the snapshot's modules fit model {guess_authors_model(state_dict)} "
+                         f"with n_blocks = {blocks}; "
+                         f"ours is {model.name} with n_blocks = {len(model.encoder.blocks)}")
+        notes.append(f"the snapshot's shapes say: {describe_snapshot(state_dict)}")
         raise AuthorsCheckpointError(
-            f"the authors' snapshot does not fit our {model.name} model ({len(problems)} problem(s)):\n  - "
-            + "\n  - ".join(problems) + "\n" + "\n".join(hint)
+            f"the authors' snapshot does not fit our {model.name} model:\n  - " + "\n  - ".join(lines) + "\n"
+            + "\n".join(notes)
             + "\nfix --model or the settings (--k, --dim-m, --dim-a, --n-blocks, --bottom-width, --T-cond), "
             "or pass the run's config with --authors-config")
     return converted, None if U is None else U.detach().float().clone()
@@ -313,7 +333,8 @@ def _model_from_authors_config(cfg: dict, dataset: str) -> tuple[dict, dict]:
     model_sec = cfg.get("model") or {}
     cls = model_sec.get("name")
     if cls not in AUTHORS_CLASSES:
-        raise ValueError(f"--authors-config: model.name {cls!r} is not one of the authors' classes {sorted(AUTHORS_CLASSES)}")
+        raise ValueError(f"--authors-config: model.name {cls!r} is not one of the authors' classes "
+                         f"{sorted(AUTHORS_CLASSES)}")
     args = dict(model_sec.get("args") or {})
     name = AUTHORS_CLASSES[cls]
     if name == "lstsq" and args.get("predictive", True) is False:
@@ -330,7 +351,8 @@ def _model_from_authors_config(cfg: dict, dataset: str) -> tuple[dict, dict]:
     for key in ("T_cond", "T_pred"):
         if key in cfg:
             fields[key] = cfg[key]
-    family = next((f for stem, f in AUTHORS_DATA_FAMILY.items() if stem in str((cfg.get("train_data") or {}).get("fn", ""))), None)
+    data_file = str((cfg.get("train_data") or {}).get("fn", ""))  # e.g. ./datasets/seq_mnist.py
+    family = next((f for stem, f in AUTHORS_DATA_FAMILY.items() if stem in data_file), None)
     ours = {"mnist_bg": "mnist", "mnist_bg_full": "mnist", "mnist_accl": "mnist"}.get(dataset, dataset)
     if family is not None and family != ours:
         raise ValueError(f"--authors-config trains on {family} data but --dataset is {dataset}")
@@ -346,7 +368,7 @@ FLAG_FIELDS = ("k", "dim_m", "dim_a", "n_blocks", "bottom_width", "T_cond", "T_p
 
 
 def import_snapshot(snapshot, dataset: str, model: str | None = None, overrides: dict | None = None,
-                    authors_config=None, root="data", source="embedded", step: int | None = None,
+                    authors_config=None, root="data", source="drive", step: int | None = None,
                     workflow_config=None):
     """Read a snapshot file -> (our model with its weights, our checkpoint dict)."""
     if dataset not in IMAGE_SHAPES:
@@ -396,12 +418,14 @@ def add_arguments(parser):
     parser.add_argument("--authors-config", help="the run's YAML of the authors' code (config.yml in its log dir)")
     parser.add_argument("--out", required=True, help="checkpoint to write in our format (e.g. results/.../model.pt)")
     parser.add_argument("--root", default="data", help="data root stored in the checkpoint's config (for evaluation)")
-    parser.add_argument("--source", default="embedded", choices=("drive", "official", "embedded"))
+    parser.add_argument("--source", default="drive", choices=("drive", "official", "embedded"),
+                        help="data source stored in the config (default: drive, the authors' data)")
     parser.add_argument("--step", type=int, help="training step (default: N of snapshot_model_iter_N)")
     parser.add_argument("--workflow-config", help="paper defaults (default: the repository's configs/config.yaml)")
     for field in FLAG_FIELDS:
         kind = float if field == "k" else int
-        parser.add_argument(f"--{field.replace('_', '-')}", dest=field, type=kind, help=f"model.{field} (default: the paper's)")
+        parser.add_argument(f"--{field.replace('_', '-')}", dest=field, type=kind,
+                            help=f"model.{field} (default: the paper's)")
 
 
 def main(args):

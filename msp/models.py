@@ -66,6 +66,12 @@ class SeqAE(nn.Module):
         self.fix_indices = None
         self.memory_format = torch.contiguous_format  # channels_last on GPU (msp.performance)
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        U = state_dict.get(prefix + "change_of_basis")
+        if U is not None and self.change_of_basis is None:
+            self.change_of_basis = torch.empty_like(U)  # materialise the buffer so a saved U loads
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     # -- change of basis and fixed coordinates (SBD) --
     def set_change_of_basis(self, U: torch.Tensor | None):
         """U: (a, a): latents become H U on encode and H U^-1 before decode."""

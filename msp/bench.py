@@ -1,0 +1,335 @@
+"""Benchmark of the training step: `msp bench [--datasets ...] [--models ...] [--json FILE]`.
+
+For each (dataset, model) at the paper's settings (configs/config.yaml through msp.runs,
+spec configs.md) and the training's speed settings (msp.performance: the defaults, the
+authors' float32 numerics with --speed faithful, or both), it times training steps after a
+warm-up and splits the median step into data generation, forward + backward and optimizer;
+it reports peak memory, the FLOPs of one step (torch.utils.flop_counter, forward +
+backward; Adam and the data generator are not counted) and the achieved fraction of the
+device's peak, then estimates the compute the paper's 84 runs would take at the measured
+speed (the logging diagnostics every train.log_every steps are not included). Memory: the process's peak RSS so far (it only
+grows across the configurations of one call) and, on CUDA, the peak allocated per config.
+
+On a GPU the host synchronizes only around the timed regions; a second, unsynchronized
+loop gives the pipelined step time that training actually sees.
+"""
+
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+from torch.utils.flop_counter import FlopCounterMode
+
+from msp.config import normalize_run_config
+from msp.models import build_model, count_parameters
+from msp.performance import apply_speed_settings
+
+# Dense peak TFLOP/s (no sparsity) from the vendors' data sheets: fp32 (CUDA cores),
+# tf32 and bf16 (tensor cores, fp32 accumulate); None where the chip has no such mode.
+# First matching substring of torch.cuda.get_device_name() wins, so order matters.
+GPU_PEAK_TFLOPS = [
+    ("H100 PCIe", {"fp32": 51.2, "tf32": 378.0, "bf16": 756.0}),
+    ("H100", {"fp32": 66.9, "tf32": 494.7, "bf16": 989.4}),  # SXM
+    ("H200", {"fp32": 66.9, "tf32": 494.7, "bf16": 989.4}),
+    ("A100", {"fp32": 19.5, "tf32": 156.0, "bf16": 312.0}),
+    ("V100", {"fp32": 15.7, "tf32": None, "bf16": None}),  # SXM2; fp16 tensor cores only
+    ("RTX 4090", {"fp32": 82.6, "tf32": 82.6, "bf16": 165.2}),
+    ("RTX 3090", {"fp32": 35.6, "tf32": 35.6, "bf16": 71.0}),
+    ("L40S", {"fp32": 91.6, "tf32": 183.0, "bf16": 362.1}),
+    ("L40", {"fp32": 90.5, "tf32": 90.5, "bf16": 181.0}),
+    ("L4", {"fp32": 30.3, "tf32": 60.0, "bf16": 121.0}),
+    ("A10", {"fp32": 31.2, "tf32": 62.5, "bf16": 125.0}),
+    ("T4", {"fp32": 8.1, "tf32": None, "bf16": None}),
+]
+PAPER_SEEDS = 3
+QUICK_MODEL = {"k": 0.125, "dim_m": 8, "dim_a": 8}  # --quick: tiny widths, same image sizes
+
+
+def cuda_sync(device: torch.device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def gpu_peak(name: str) -> dict:
+    for key, peaks in GPU_PEAK_TFLOPS:
+        if key.lower() in name.lower():
+            return {"matched": key, **peaks, "source": "data sheet table (msp.bench.GPU_PEAK_TFLOPS)"}
+    return {"matched": None, "fp32": None, "tf32": None, "bf16": None,
+            "source": f"no entry for {name!r} in msp.bench.GPU_PEAK_TFLOPS: fractions of peak are left empty"}
+
+
+def measure_cpu_matmul_peak(n: int = 2048, repeats: int = 5) -> float:
+    """Best-of-`repeats` float32 (n x n) @ (n x n) throughput on this CPU, in TFLOP/s."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b  # warm-up: thread pool and caches
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e12
+
+
+def device_info(device: torch.device, cpu_peak_size: int) -> dict:
+    info = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count()}
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        info.update(name=name, peak_tflops=gpu_peak(name),
+                    tf32_matmul=torch.backends.cuda.matmul.allow_tf32, tf32_conv=torch.backends.cudnn.allow_tf32)
+    else:
+        measured = measure_cpu_matmul_peak(cpu_peak_size)
+        info.update(name=f"CPU ({info['cpu']}, {info['threads']} threads)",
+                    peak_tflops={"matched": None, "fp32": measured, "tf32": None, "bf16": None,
+                                 "source": f"measured: best float32 {cpu_peak_size}^3 matmul"})
+    return info
+
+
+def load_workflow_config(path=None) -> dict:
+    path = Path(path) if path else Path(__file__).resolve().parents[1] / "configs" / "config.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"workflow config {path} not found: pass --workflow-config configs/config.yaml")
+    return yaml.safe_load(path.read_text())
+
+
+def bench_run_config(workflow: dict, dataset: str, model: str, quick: bool, batch_size: int | None,
+                     faithful: bool = False) -> dict:
+    """The paper's run config for (dataset, model), validated and completed by msp.config;
+    --quick shrinks widths and batch; `faithful` selects the authors' numerics."""
+    from msp import runs
+
+    if dataset not in workflow["datasets"]:
+        raise ValueError(f"dataset {dataset!r} is not in the workflow config: choose from {list(workflow['datasets'])}")
+    if model not in workflow["datasets"][dataset]["models"]:
+        raise ValueError(f"the paper does not train {model!r} on {dataset!r}: "
+                         f"choose from {list(workflow['datasets'][dataset]['models'])}")
+    cfg = runs.run_config(workflow, dataset, model, 1)
+    if quick:
+        cfg["model"].update(QUICK_MODEL)
+        cfg["train"]["batch_size"] = 2
+    if batch_size:
+        cfg["train"]["batch_size"] = batch_size
+    cfg["train"]["faithful"] = faithful
+    return normalize_run_config(cfg)
+
+
+def make_batches(cfg: dict, device: torch.device, data: str, data_root: str):
+    """-> (sample(batch_size) function, image shape, description of the data)."""
+    d, m = cfg["dataset"], cfg["model"]
+    T = m["T_cond"] + m["T_pred"]
+    if data == "auto":
+        try:
+            from msp.data import build_sequences
+        except ImportError as err:
+            reason = f"random tensors (msp.data unavailable: {err})"
+        else:
+            seqs = build_sequences(d["name"], root=data_root, source="embedded", split="train", T=T,
+                                   device=device, seed=0, **d["options"])
+            return seqs.sample, tuple(seqs.image_shape), "msp.data.build_sequences, source embedded"
+    else:
+        reason = "random tensors (--data random)"
+    from msp.authors_checkpoint import IMAGE_SHAPES
+
+    shape = IMAGE_SHAPES[d["name"]]
+    return (lambda n: torch.rand(n, T, *shape, device=device)), shape, reason
+
+
+def count_step_flops(model, xs, reconst: bool, autocast) -> int:
+    """FLOPs of one forward + backward on the batch xs (optimizer excluded)."""
+    with FlopCounterMode(display=False) as counter:
+        with autocast():
+            loss, _ = model.loss(xs, reconst=reconst)
+        loss.backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
+def bench_one(cfg: dict, device: torch.device, steps: int, warmup: int, data: str, data_root: str) -> dict:
+    """Time one (dataset, model) with the speed settings of cfg.train, as msp.train applies them."""
+    tc = cfg["train"]
+    torch.manual_seed(0)
+    sample, image_shape, data_desc = make_batches(cfg, device, data, data_root)
+    model = build_model(cfg["model"], image_shape).to(device).train()
+    autocast, adam_kwargs = apply_speed_settings(model, tc, device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=tc["lr"], **adam_kwargs)
+    reconst = tc["reconst_iter"] > 0  # the paper's runs reconstruct for all or none of their steps
+    batch = tc["batch_size"]
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    def timed(fn):
+        cuda_sync(device)
+        t0 = time.perf_counter()
+        out = fn()
+        cuda_sync(device)
+        return out, time.perf_counter() - t0
+
+    def forward_backward(xs):
+        optimizer.zero_grad(set_to_none=True)
+        with autocast():
+            loss, _ = model.loss(xs, reconst=reconst)
+        loss.backward()
+
+    parts = {"data": [], "forward_backward": [], "optimizer": []}
+    for i in range(warmup + steps):
+        xs, t_data = timed(lambda: sample(batch))
+        _, t_fb = timed(lambda: forward_backward(xs))
+        _, t_opt = timed(optimizer.step)
+        if i >= warmup:
+            for key, t in zip(parts, (t_data, t_fb, t_opt)):
+                parts[key].append(t)
+    step_times = [sum(ts) for ts in zip(*parts.values())]
+    row = {
+        "dataset": cfg["dataset"]["name"], "model": cfg["model"]["name"],
+        "speed": "faithful" if tc["faithful"] else "default", "batch_size": batch,
+        "T": cfg["model"]["T_cond"] + cfg["model"]["T_pred"], "image_shape": list(image_shape),
+        "k": cfg["model"]["k"], "dim_m": cfg["model"]["dim_m"], "dim_a": cfg["model"]["dim_a"],
+        "n_blocks": cfg["model"]["n_blocks"], "reconst": reconst, "parameters": count_parameters(model),
+        "data_source": data_desc, "steps": steps, "warmup": warmup,
+        "step_s": statistics.median(step_times),
+        **{f"{key}_s": statistics.median(ts) for key, ts in parts.items()},
+        "iterations": tc["iterations"],
+    }
+    if device.type == "cuda":  # what training sees: no host sync between steps
+        cuda_sync(device)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            forward_backward(sample(batch))
+            optimizer.step()
+        cuda_sync(device)
+        row["step_pipelined_s"] = (time.perf_counter() - t0) / steps
+        row["cuda_max_allocated_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    row["flops_per_step"] = count_step_flops(model, sample(batch), reconst, autocast)
+    row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    return row
+
+
+def add_peak_fractions(row: dict, peaks: dict):
+    step = row.get("step_pipelined_s", row["step_s"])
+    row["achieved_tflops"] = row["flops_per_step"] / step / 1e12
+    for precision in ("fp32", "tf32", "bf16"):
+        peak = peaks.get(precision)
+        row[f"fraction_of_{precision}_peak"] = row["achieved_tflops"] / peak if peak else None
+
+
+def paper_estimate(workflow: dict, rows: list[dict]) -> dict:
+    """Device-hours of the paper's runs (datasets x models x seeds) at the measured step times."""
+    from msp import runs
+
+    measured = {(r["dataset"], r["model"]): r.get("step_pipelined_s", r["step_s"]) for r in rows}
+    pairs, missing = {}, set()
+    for run in runs.runs(workflow):
+        key = (run.dataset, run.model)
+        if key not in measured:
+            missing.add(key)
+            continue
+        iterations = int(workflow["datasets"][run.dataset]["iterations"])
+        entry = pairs.setdefault(key, {"dataset": run.dataset, "model": run.model, "iterations": iterations,
+                                       "seeds": 0, "hours": 0.0})
+        entry["seeds"] += 1
+        entry["hours"] += iterations * measured[key] / 3600
+    return {
+        "n_runs_total": len(runs.runs(workflow)),
+        "n_runs_estimated": sum(p["seeds"] for p in pairs.values()),
+        "hours_estimated": sum(p["hours"] for p in pairs.values()),
+        "per_pair": list(pairs.values()),
+        "not_measured": sorted(f"{d}/{m}" for d, m in missing),
+    }
+
+
+def add_arguments(parser):
+    parser.add_argument("--datasets", nargs="+", default=None, help="default: all six (--quick: mnist)")
+    parser.add_argument("--models", nargs="+", default=None,
+                        help="default: each dataset's paper models (--quick: lstsq)")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps (default 10; --quick 2)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 2; --quick 1)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--batch-size", type=int, help="override the paper's batch size (32)")
+    parser.add_argument("--speed", choices=("default", "faithful", "both"), default="default",
+                        help="training speed settings (msp.performance): the defaults, the authors' numerics "
+                             "(train.faithful), or both")
+    parser.add_argument("--data", choices=("auto", "random"), default="auto",
+                        help="auto: msp.data embedded sequences when available; random: random tensors")
+    parser.add_argument("--data-root", default="data", help="data root for embedded sequences")
+    parser.add_argument("--quick", action="store_true", help="tiny widths, batch 2, 2 steps: a smoke test in seconds")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice; --quick: 1)")
+    parser.add_argument("--cpu-peak-size", type=int, default=2048, help="n of the n^3 matmul measuring the CPU peak")
+    parser.add_argument("--workflow-config", help="paper settings (default: the repository's configs/config.yaml)")
+    parser.add_argument("--json", help="also write the results to this JSON file")
+
+
+def format_report(info: dict, rows: list[dict], estimates: dict, quick: bool) -> str:
+    import pandas as pd
+
+    table = pd.DataFrame(rows)
+    cols = ["dataset", "model", "speed", "batch_size", "T", "step_s", "data_s", "forward_backward_s", "optimizer_s",
+            "step_pipelined_s", "flops_per_step", "achieved_tflops", "fraction_of_fp32_peak",
+            "fraction_of_bf16_peak", "peak_rss_mb", "cuda_max_allocated_mb"]
+    table = table[[c for c in cols if c in table and table[c].notna().any()]].copy()
+    table["gflop_per_step"] = table.pop("flops_per_step") / 1e9
+    peak = info["peak_tflops"]
+    unit = "GPU" if info["device"].startswith("cuda") else "CPU"
+    lines = [
+        f"device: {info['name']}; torch {info['torch']}; peak fp32 {peak['fp32']} TFLOP/s ({peak['source']})",
+        f"data: {rows[0]['data_source']}" if rows else "",
+        table.to_markdown(index=False, floatfmt=".4g"),
+    ]
+    for speed, estimate in estimates.items():
+        lines += [
+            "",
+            f"paper compute at these step times ({speed} speed settings): {estimate['hours_estimated']:.1f} "
+            f"{unit}-hours for {estimate['n_runs_estimated']} of the {estimate['n_runs_total']} runs"
+            + (f" ({len(estimate['not_measured'])} dataset/model pairs not measured: see the JSON)"
+               if estimate["not_measured"] else "")
+            + (" [--quick: tiny widths, NOT the paper's cost]" if quick else ""),
+        ]
+        if estimate["per_pair"]:
+            lines.append(pd.DataFrame(estimate["per_pair"]).to_markdown(index=False, floatfmt=".1f"))
+    return "\n".join(lines)
+
+
+def main(args):
+    threads = args.threads or (1 if args.quick else None)  # --quick: one thread, robust on busy CI hosts
+    if threads:
+        torch.set_num_threads(threads)
+    from msp.train import resolve_device
+
+    device = resolve_device(args.device)
+    steps = args.steps or (2 if args.quick else 10)
+    warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
+    if steps < 1 or warmup < 0:
+        raise ValueError(f"--steps must be >= 1 and --warmup >= 0, got {steps} and {warmup}")
+    workflow = load_workflow_config(args.workflow_config)
+    datasets = args.datasets or (["mnist"] if args.quick else list(workflow["datasets"]))
+    default_models = ["lstsq"] if args.quick else None
+    pairs = [(d, m) for d in datasets
+             for m in (args.models or default_models or workflow["datasets"].get(d, {}).get("models", [None]))]
+    variants = {"default": [False], "faithful": [True], "both": [True, False]}[args.speed]
+    configs = [bench_run_config(workflow, d, m, args.quick, args.batch_size, faithful)
+               for d, m in pairs for faithful in variants]
+    info = device_info(device, 256 if args.quick else args.cpu_peak_size)
+    rows = []
+    for cfg in configs:
+        speed = "faithful" if cfg["train"]["faithful"] else "default"
+        print(f"bench {cfg['dataset']['name']}/{cfg['model']['name']} ({speed}) ...", file=sys.stderr, flush=True)
+        row = bench_one(cfg, device, steps, warmup, args.data, args.data_root)
+        add_peak_fractions(row, info["peak_tflops"])
+        rows.append(row)
+    estimates = {speed: paper_estimate(workflow, [r for r in rows if r["speed"] == speed])
+                 for speed in dict.fromkeys(r["speed"] for r in rows)}
+    print(format_report(info, rows, estimates, args.quick))
+    if args.json:
+        out = Path(args.json)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+        tmp.write_text(json.dumps({"device": info, "quick": args.quick, "results": rows, "paper_estimate": estimates},
+                                  indent=2))
+        os.replace(tmp, out)
+    return 0
