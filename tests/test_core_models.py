@@ -155,3 +155,12 @@ def test_unknown_model_key_is_named():
         build_model({"name": "lstq"}, (3, 32, 32))
     with pytest.raises(ValueError, match="bottom_width"):
         build_model({"name": "lstsq", "bottom_width": 5}, (3, 32, 32))
+
+
+def test_a_model_with_a_change_of_basis_saves_and_loads():
+    model = build_model(small_config("lstsq", 3), (3, 32, 32))
+    U = torch.randn(4, 4)
+    model.set_change_of_basis(U)
+    fresh = build_model(small_config("lstsq", 3), (3, 32, 32))
+    fresh.load_state_dict(model.state_dict())
+    torch.testing.assert_close(fresh.change_of_basis, U)
