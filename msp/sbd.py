@@ -17,13 +17,12 @@ of (V - I)^2 elementwise; the heat maps of the figures are the mean of |V - I| (
 authors plot them).
 """
 
-import math
 from dataclasses import dataclass
 
 import torch
 
 from msp.dynamics import block_diagonalization_loss  # mean over matrices by default
-from msp.eval_protocols import make_generator, protocol_for, sbd_data_options, transition_frames
+from msp.eval_protocols import require_transition, transition_frames
 
 
 def change_basis(M, U):
@@ -34,7 +33,8 @@ def change_basis(M, U):
 def learn_change_of_basis(M, epochs=50, lr=0.1, batch_size=32, seed=0):
     """Learn one invertible U minimising the mean BD loss of U^-1 M U (authors' recipe:
     orthogonal init, Adam lr 0.1, batch 32, 50 epochs). M: (N, a, a) -> (U: (a, a), losses: list
-    of the mean loss per epoch). Runs with gradients on M's device and dtype."""
+    of the mean loss per epoch). Runs with gradients on M's device and dtype. The loss has
+    local minima (e.g. a 1x1 block left coupled to a rotation block); see learn_best_change_of_basis."""
     gen = torch.Generator().manual_seed(seed)
     a = M.shape[-1]
     U0 = torch.empty(a, a, dtype=torch.float64)
@@ -124,7 +124,9 @@ def find_blocks(W, n_blocks=None, max_blocks=None):
        isolated coordinates stay finite); eigenvalues 0 = l_1 <= ... <= l_a. A perfectly
        block-diagonal family with K blocks has exactly K zero eigenvalues;
     2. number of blocks K = argmax_k (l_{k+1} - l_k) over k = 1..min(max_blocks, a - 1)
-       (unless n_blocks is given);
+       (unless n_blocks is given; K = a when every eigenvalue is 0, i.e. diagonal V). The
+       diagonal of W is a self-loop, so a 1x1 block is a component with eigenvalue 0;
+       weak links between groups give small eigenvalues and are cut by the eigengap;
     3. rows of the first K eigenvectors, normalised to unit length, clustered by k-means
        (deterministic farthest-point seeding): coordinates in one cluster form one block.
     Returns a BlockPartition.
@@ -135,7 +137,9 @@ def find_blocks(W, n_blocks=None, max_blocks=None):
     inv_sqrt = torch.rsqrt(degree + 1e-12 * degree.max().clamp_min(1e-300))
     L = torch.eye(a, dtype=W.dtype) - inv_sqrt[:, None] * W * inv_sqrt[None, :]
     eigenvalues, eigenvectors = torch.linalg.eigh(L)
-    if n_blocks is None:
+    if n_blocks is None and float(eigenvalues[-1]) < 1e-9:
+        n_blocks = a  # no coupling at all (every V diagonal): every coordinate is its own block
+    elif n_blocks is None:
         k_max = min(max_blocks or a - 1, a - 1)
         gaps = eigenvalues[1:k_max + 1] - eigenvalues[:k_max]
         n_blocks = int(torch.argmax(gaps)) + 1 if a > 1 else 1
@@ -221,3 +225,116 @@ def analyse_transitions(M, U, factor_M=None, max_blocks=None):
                    factor_block_fractions=fractions, factor_assignment=assignment,
                    factor_block_score=score, factor_one_to_one=one_to_one)
     return out
+
+
+def learn_best_change_of_basis(M, restarts=1, seed=0, **kwargs):
+    """learn_change_of_basis from `restarts` orthogonal inits (seeds seed, seed+1, ...); keeps the
+    U with the lowest final mean BD loss. restarts=1 is the authors' recipe."""
+    best = None
+    for r in range(restarts):
+        U, losses = learn_change_of_basis(M, seed=seed + r, **kwargs)
+        with torch.no_grad():
+            final = float(block_diagonalization_loss(change_basis(M, U)))
+        if best is None or final < best[2]:
+            best = (U, losses, final)
+    return best[0], best[1]
+
+
+@torch.no_grad()
+def collect_transitions(model, generator, batch_size, n_batches):
+    """M* of n_batches * batch_size sequences: -> (S, a, a) float64 on the CPU."""
+    Ms = []
+    for _ in range(n_batches):
+        xs = generator.sample(batch_size)
+        Ms.append(model.infer_transition(transition_frames(model, xs))["M"].double().cpu())
+    return torch.cat(Ms)
+
+
+@torch.no_grad()
+def disentangle_rollouts(model, U, blocks, xs, T_cond):
+    """Spec evaluation.md 3.5: in the basis U, solve M* on one block's coordinates at a time
+    (identity elsewhere) and roll out one sequence. xs: (1, T, C, H, W) -> dict of numpy arrays
+    disentangle (B, S, C, H, W) with S = T - T_cond predicted frames, disentangle_all (S, ...)
+    with every coordinate solved, disentangle_cond (T_cond, ...), disentangle_target (S, ...).
+    The model's basis and fixed indices are reset afterwards."""
+    n_rolls = xs.shape[1] - T_cond
+    model.set_change_of_basis(U)
+    try:
+        rows = []
+        for block in blocks:
+            model.set_fix_indices(block)
+            rows.append(model.predict(xs[:1, :T_cond], n_rolls)[0])
+        model.set_fix_indices(None)
+        full = model.predict(xs[:1, :T_cond], n_rolls)[0]
+    finally:
+        model.set_fix_indices(None)
+        model.set_change_of_basis(None)
+    return {"disentangle": torch.stack(rows).float().cpu().numpy(),
+            "disentangle_all": full.float().cpu().numpy(),
+            "disentangle_cond": xs[0, :T_cond].float().cpu().numpy(),
+            "disentangle_target": xs[0, T_cond:].float().cpu().numpy()}
+
+
+@dataclass
+class SBDSettings:
+    """Counts and optimiser of one SBD run (defaults: spec evaluation.md 3 / authors' notebook)."""
+    T: int = 10                    # frames of the sequences whose M* are collected
+    T_cond: int = 2                # conditioning frames of the disentangle roll-outs
+    batch_size: int = 32
+    n_batches: int = 100
+    component_batch_size: int = 10
+    component_batches: int = 10
+    epochs: int = 50
+    lr: float = 0.1
+    u_batch_size: int = 32
+    restarts: int = 1
+    max_blocks: int | None = None
+    seed: int = 1234
+
+
+def run_sbd(model, make_generator, settings: SBDSettings, disentangle_split="test"):
+    """The whole SBD evaluation of a model.
+
+    make_generator(split=..., T=..., seed=..., **options) -> SequenceGenerator; the caller
+    binds the dataset and the training-distribution options (sbd_data_options).
+    Returns (summary: JSON-ready dict, arrays: dict of numpy arrays for sbd_maps.npz).
+    """
+    require_transition(model, "simultaneous block diagonalization")
+    st = settings
+    generator = make_generator(split="train", T=st.T, seed=st.seed)
+    M = collect_transitions(model, generator, st.batch_size, st.n_batches)
+    U, losses = learn_best_change_of_basis(M, restarts=st.restarts, seed=st.seed, epochs=st.epochs, lr=st.lr,
+                                           batch_size=st.u_batch_size)
+    factors = list(generator.default_active_actions)
+    factor_M = [collect_transitions(model, make_generator(split="train", T=st.T, seed=st.seed + 1 + f, active_actions=[f]),
+                                    st.component_batch_size, st.component_batches) for f in factors]
+    res = analyse_transitions(M, U, factor_M, max_blocks=st.max_blocks)
+    names = [generator.factor_names[f] for f in factors]
+    test = make_generator(split=disentangle_split, T=st.T, seed=st.seed, force_moving=True)
+    device = next(model.parameters()).device
+    arrays = disentangle_rollouts(model, U.float().to(device), res["blocks"], test.sample(1), st.T_cond)
+    summary = {
+        "blocks": res["blocks"],
+        "off_block_energy_before": res["off_block_energy_before"],
+        "off_block_energy_after": res["off_block_energy_after"],
+        "factor_names": names,
+        "factor_to_block": {n: int(b) for n, b in zip(names, res["factor_assignment"])},
+        "factor_block_score": res["factor_block_score"],
+        "factor_one_to_one": res["factor_one_to_one"],
+        "factor_block_fractions": {n: [float(x) for x in row] for n, row in zip(names, res["factor_block_fractions"])},
+        "n_blocks": res["n_blocks"],
+        "blocks_before": res["blocks_before"],
+        "off_block_energy_chance": res["off_block_energy_chance"],
+        "bd_loss_before": res["bd_loss_before"],
+        "bd_loss_after": res["bd_loss_after"],
+        "bd_loss_per_epoch": losses,
+        "laplacian_eigenvalues": res["laplacian_eigenvalues"],
+        "n_matrices": int(len(M)),
+        "U_condition_number": float(torch.linalg.cond(U)),  # a huge value flags a near-singular basis
+        "settings": {k: v for k, v in vars(st).items()},
+        "block_rule": "spectral clustering of mean |V|^T|V|, number of blocks by the eigengap of the "
+                      "normalized Laplacian (msp.sbd.find_blocks)",
+    }
+    arrays.update(before=res["before"].numpy(), after=res["after"].numpy(), perm=res["perm"].numpy(),
+                  U=U.numpy(), components=res["components"].numpy())
+    return summary, arrays

@@ -1,0 +1,175 @@
+"""Evaluation protocols of the paper as functions of a model and a sequence generator
+(spec evaluation.md, sections 1, 2 and 4). The CLI in msp/evaluate.py wires them to
+checkpoints and files; msp/sbd.py holds section 3.
+
+Every error is the per-frame squared error summed over C, H, W, kept per sequence and per
+horizon T_p = 1..n_rolls; the CLI averages over sequences.
+"""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+
+@dataclass(frozen=True)
+class DatasetProtocol:
+    """Per-dataset evaluation settings (spec evaluation.md tables; authors' notebooks)."""
+    T_cond: int            # conditioning frames at evaluation, whatever the model trained with
+    prediction_T: int      # sequence length of the prediction (extrapolation) set
+    equivariance_T: int    # sequence length of the equivariance set
+    sbd_T: int             # sequence length of the sequences whose M* are block-diagonalized
+    eval_size: int         # sequences in the authors' evaluation loader (one epoch)
+    eval_split: str        # split of the evaluation sets (3dshapes: the authors use train=True)
+    mnist_family: bool     # MNIST variants take max_T and velocity-range options
+
+
+PROTOCOLS = {
+    # eval_size: MNIST test digit-4 images (982), all MNIST test images, or the 5000-sequence
+    # epoch the authors give 3dshapes / smallNORB.
+    "mnist": DatasetProtocol(2, 20, 10, 10, 982, "test", True),
+    "mnist_bg": DatasetProtocol(2, 20, 10, 10, 982, "test", True),
+    "mnist_bg_full": DatasetProtocol(2, 20, 10, 10, 10000, "test", True),
+    "mnist_accl": DatasetProtocol(5, 20, 20, 10, 982, "test", True),
+    "3dshapes": DatasetProtocol(2, 8, 8, 8, 5000, "train", False),
+    "smallNORB": DatasetProtocol(2, 6, 6, 6, 5000, "test", False),
+}
+
+# options the evaluation sets control themselves; a training config's values are dropped
+CONTROLLED_OPTIONS = ("shared_transition", "active_actions", "force_moving", "max_T")
+
+
+def protocol_for(name):
+    if name not in PROTOCOLS:
+        raise ValueError(f"no evaluation protocol for dataset {name!r}; known: {sorted(PROTOCOLS)}")
+    return PROTOCOLS[name]
+
+
+def default_n_batches(name, batch_size):
+    """Batches covering the authors' evaluation loader: ceil(eval_size / batch_size)."""
+    return math.ceil(protocol_for(name).eval_size / batch_size)
+
+
+def evaluation_options(config, T, **overrides):
+    """Generator options of an evaluation set: the run's training options (digits,
+    backgrounds, acceleration ranges, ...) minus those evaluation controls, plus max_T = T for
+    the MNIST variants (evaluation translations span the whole sequence), plus overrides."""
+    name = config["dataset"]["name"]
+    options = {k: v for k, v in (config["dataset"].get("options") or {}).items() if k not in CONTROLLED_OPTIONS}
+    if protocol_for(name).mnist_family:
+        options["max_T"] = T
+    options.update(overrides)
+    return options
+
+
+def sbd_data_options(name, T):
+    """Training-distribution options for collecting M* (spec evaluation.md 3.1): MNIST
+    variants use velocity ranges [-0.2, 0.2] for rotation and hue; all factors move."""
+    if protocol_for(name).mnist_family:
+        return {"range_a": (-0.2, 0.2), "range_h": (-0.2, 0.2), "max_T": T}
+    return {}
+
+
+def make_generator(config, *, split, T, seed, device, root=None, source=None, **options):
+    """A SequenceGenerator for the run's dataset (msp.data.build_sequences), with data root
+    and source from the run config unless overridden."""
+    from msp.data import build_sequences
+
+    d = config["dataset"]
+    return build_sequences(d["name"], root=root or d.get("root", "data"), source=source or d.get("source", "embedded"),
+                           split=split, T=T, device=device, seed=seed,
+                           **evaluation_options(config, T, **options))
+
+
+def transition_frames(model, xs):
+    """Frames from which to fit a sequence's M* for SBD. Least-squares models fit M* on the
+    whole sequence (the authors' get_M); Neural M* reads a fixed number of stacked frames."""
+    if model.name.startswith("lstsq") or model.name == "holstsq":
+        return xs
+    return xs[:, :model.T_cond]
+
+
+def per_frame_sse(pred, target):
+    """(N, n, C, H, W) pair -> (N, n) squared error summed over C, H, W (float64)."""
+    return ((pred.double() - target.double()) ** 2).sum(dim=(2, 3, 4))
+
+
+def swap_transitions(state):
+    """Give sequence i the transition of sequence i-1 (cyclic): roll every key but "H"."""
+    return {k: v if k == "H" else torch.roll(v, shifts=1, dims=0) for k, v in state.items()}
+
+
+def require_transition(model, what):
+    if not model.has_transition:
+        raise ValueError(f"{what} needs a model with a transition M (lstsq, lstsq_multi, lstsq_rec, "
+                         f"holstsq, neuralM); {model.name!r} has none (has_transition=False)")
+
+
+def _n_rolls(xs, T_cond):
+    n_rolls = xs.shape[1] - T_cond
+    if n_rolls < 1:
+        raise ValueError(f"sequences of T={xs.shape[1]} frames leave nothing to predict after T_cond={T_cond}; raise --T")
+    return n_rolls
+
+
+@torch.no_grad()
+def prediction_errors(model, generator, T_cond, batch_size, n_batches):
+    """Extrapolation error (spec evaluation.md 1): -> (S, n_rolls) per sequence and horizon,
+    S = batch_size * n_batches, n_rolls = T - T_cond."""
+    errors = []
+    for _ in range(n_batches):
+        xs = generator.sample(batch_size)  # (N, T, C, H, W)
+        n_rolls = _n_rolls(xs, T_cond)
+        pred = model.predict(xs[:, :T_cond], n_rolls)
+        errors.append(per_frame_sse(pred, xs[:, T_cond:]).cpu())
+    return torch.cat(errors).numpy()
+
+
+@torch.no_grad()
+def equivariance_errors(model, generator, T_cond, batch_size, n_batches):
+    """Equivariance error (spec evaluation.md 2) on a shared-transition generator, re-drawn
+    after every batch. -> (Lp, Lp_equiv), each (S, n_rolls): the roll-out of each sequence's
+    own transition and of its batch neighbour's (same g, other content)."""
+    require_transition(model, "the equivariance evaluation")
+    if not getattr(generator, "shared_transition", False):
+        raise ValueError("the equivariance evaluation needs a generator built with shared_transition=True")
+    own, swapped = [], []
+    for _ in range(n_batches):
+        xs = generator.sample(batch_size)
+        n_rolls = _n_rolls(xs, T_cond)
+        target = xs[:, T_cond:]
+        state = model.infer_transition(xs[:, :T_cond])
+        own.append(per_frame_sse(model.decode(model.rollout(state, n_rolls)), target).cpu())
+        swapped.append(per_frame_sse(model.decode(model.rollout(swap_transitions(state), n_rolls)), target).cpu())
+        generator.redraw_shared_transition()
+    return torch.cat(own).numpy(), torch.cat(swapped).numpy()
+
+
+def summarize_prediction(errors):
+    """(S, n) errors -> DataFrame horizon, mse, mse_sem, n_sequences."""
+    S = errors.shape[0]
+    sem = errors.std(axis=0, ddof=1) / np.sqrt(S) if S > 1 else np.full(errors.shape[1], np.nan)
+    return pd.DataFrame({"horizon": np.arange(1, errors.shape[1] + 1), "mse": errors.mean(axis=0),
+                         "mse_sem": sem, "n_sequences": S})
+
+
+def summarize_equivariance(Lp, Lp_equiv):
+    """(S, n) pair -> DataFrame horizon, Lp, Lp_equiv, n_sequences."""
+    return pd.DataFrame({"horizon": np.arange(1, Lp.shape[1] + 1), "Lp": Lp.mean(axis=0),
+                         "Lp_equiv": Lp_equiv.mean(axis=0), "n_sequences": Lp.shape[0]})
+
+
+@torch.no_grad()
+def generate_samples(model, xs, T_cond):
+    """Generated sequences (spec evaluation.md 4). xs: (N, T, C, H, W) -> dict of numpy arrays
+    cond (N, Tc, ...), target (N, n, ...), pred (N, n, ...) and, for models with a
+    transition, pred_equiv: the roll-out with the neighbour's transition (meaningful when xs
+    share their transformation)."""
+    n_rolls = _n_rolls(xs, T_cond)
+    state = model.infer_transition(xs[:, :T_cond])
+    out = {"cond": xs[:, :T_cond], "target": xs[:, T_cond:], "pred": model.decode(model.rollout(state, n_rolls))}
+    if model.has_transition:
+        out["pred_equiv"] = model.decode(model.rollout(swap_transitions(state), n_rolls))
+    return {k: v.float().cpu().numpy() for k, v in out.items()}

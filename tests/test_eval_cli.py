@@ -1,0 +1,104 @@
+"""`msp evaluate`: per-dataset defaults and contracted files (fake world), then a tiny real run."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from msp import eval_protocols, evaluate
+from msp.cli import main as msp_main
+from test_eval_protocols import FakeModel, FakeSequences
+
+
+def run_msp(argv):
+    with pytest.raises(SystemExit) as done:
+        msp_main(argv)
+    assert done.value.code == 0
+
+
+@pytest.fixture
+def fake_world(monkeypatch):
+    seen = []
+
+    def make_generator(config, *, split, T, seed, device, root=None, source=None, **options):
+        seen.append(dict(split=split, T=T, seed=seed, root=root, **options))
+        return FakeSequences(T=T, seed=seed, **options)
+
+    config = {"dataset": {"name": "mnist", "root": "data", "source": "embedded", "options": {}}}
+    monkeypatch.setattr(evaluate, "load_checkpoint", lambda path, device: (FakeModel(), config))
+    monkeypatch.setattr(eval_protocols, "make_generator", make_generator)
+    return seen
+
+
+def test_cli_defaults_follow_the_spec(tmp_path, fake_world):
+    run_msp(["evaluate", "prediction", "--checkpoint", "x.pt", "--out", str(tmp_path / "p.csv"), "--device", "cpu"])
+    table = pd.read_csv(tmp_path / "p.csv")
+    assert list(table.columns) == ["horizon", "mse", "mse_sem", "n_sequences"]
+    assert table.horizon.tolist() == list(range(1, 19))  # mnist: T = 20, T_cond = 2
+    assert (table.n_sequences == 62 * 16).all()            # the authors' 982-sequence loader
+    assert fake_world[-1] == {"split": "test", "T": 20, "seed": 1, "root": None}
+
+    run_msp(["evaluate", "equivariance", "--checkpoint", "x.pt", "--out", str(tmp_path / "e.csv"),
+             "--n-batches", "2", "--root", "elsewhere"])
+    table = pd.read_csv(tmp_path / "e.csv")
+    assert list(table.columns) == ["horizon", "Lp", "Lp_equiv", "n_sequences"]
+    assert len(table) == 8 and (table.n_sequences == 64).all()  # mnist: T = 10, batches of 32
+    np.testing.assert_allclose(table.Lp_equiv, table.Lp, rtol=1e-3)  # the fake's M depends on g only
+    assert fake_world[-1] == {"split": "test", "T": 10, "seed": 1, "root": "elsewhere", "shared_transition": True}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.csv", "p.csv"]  # no temporary files left
+
+
+def test_cli_sbd_and_samples_files(tmp_path, fake_world):
+    run_msp(["evaluate", "sbd", "--checkpoint", "x.pt", "--out", str(tmp_path / "sbd"), "--T", "4",
+             "--n-batches", "4", "--component-batches", "1", "--epochs", "2"])
+    summary = json.loads((tmp_path / "sbd" / "sbd.json").read_text())
+    assert {"blocks", "off_block_energy_before", "off_block_energy_after", "factor_names", "factor_to_block",
+            "factor_block_score"} <= set(summary)
+    assert summary["n_matrices"] == 128 and summary["factor_names"] == ["rot_a", "rot_b", "scale"]
+    maps = np.load(tmp_path / "sbd" / "sbd_maps.npz")
+    assert {"before", "after", "perm", "U", "components", "disentangle"} <= set(maps.files)
+    assert maps["components"].shape == (3, 5, 5) and maps["disentangle"].shape[:2] == (len(summary["blocks"]), 2)
+    # M* collected from training-distribution sequences, slower MNIST velocities (spec 3.1)
+    assert {"split": "train", "T": 4, "seed": 1234, "root": None, "range_a": (-0.2, 0.2),
+            "range_h": (-0.2, 0.2), "max_T": 4} in fake_world
+
+    run_msp(["evaluate", "samples", "--checkpoint", "x.pt", "--out", str(tmp_path / "s.npz"), "--T", "5"])
+    samples = np.load(tmp_path / "s.npz")
+    assert {k: samples[k].shape[:2] for k in samples.files} == {
+        "cond": (8, 2), "target": (8, 3), "pred": (8, 3), "pred_equiv": (8, 3)}
+
+
+@pytest.mark.slow
+def test_end_to_end_on_a_tiny_trained_checkpoint(tmp_path):
+    config = {
+        "dataset": {"name": "mnist", "root": str(tmp_path / "data"), "source": "embedded"},
+        "model": {"name": "lstsq", "k": 0.25, "dim_m": 16, "dim_a": 4, "n_blocks": 2},
+        "train": {"iterations": 4, "batch_size": 4, "lr": 1e-3, "lr_decay_iter": 4, "checkpoint_every": 4,
+                  "log_every": 2, "seed": 1, "device": "cpu"},
+    }
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
+    subprocess.run([sys.executable, "-m", "msp", "train", "--config", str(tmp_path / "run.yaml"),
+                    "--out", str(tmp_path / "run"), "--no-progress"], check=True, capture_output=True)
+    ckpt = str(tmp_path / "run" / "model.pt")
+    small = ["--checkpoint", ckpt, "--device", "cpu"]
+    run_msp(["evaluate", "prediction", *small, "--out", str(tmp_path / "p.csv"), "--n-batches", "2", "--batch-size", "2"])
+    run_msp(["evaluate", "equivariance", *small, "--out", str(tmp_path / "e.csv"), "--n-batches", "1", "--batch-size", "3"])
+    run_msp(["evaluate", "samples", *small, "--out", str(tmp_path / "s.npz"), "--batch-size", "2"])
+    run_msp(["evaluate", "sbd", *small, "--out", str(tmp_path / "sbd"), "--n-batches", "2", "--batch-size", "8",
+             "--component-batches", "1", "--component-batch-size", "4", "--epochs", "2"])
+    pred = pd.read_csv(tmp_path / "p.csv")
+    assert list(pred.columns) == ["horizon", "mse", "mse_sem", "n_sequences"] and len(pred) == 18
+    assert np.isfinite(pred.mse).all() and (pred.mse > 0).all() and (pred.n_sequences == 4).all()
+    equiv = pd.read_csv(tmp_path / "e.csv")
+    assert list(equiv.columns) == ["horizon", "Lp", "Lp_equiv", "n_sequences"] and len(equiv) == 8
+    samples = np.load(tmp_path / "s.npz")
+    assert samples["pred"].shape == (2, 18, 3, 32, 32) and "pred_equiv" in samples.files
+    summary = json.loads((tmp_path / "sbd" / "sbd.json").read_text())
+    assert sorted(i for b in summary["blocks"] for i in b) == [0, 1, 2, 3]
+    assert summary["factor_names"] == ["rotation", "hue", "translation"] and summary["model"] == "lstsq"
+    maps = np.load(tmp_path / "sbd" / "sbd_maps.npz")
+    assert maps["after"].shape == (4, 4) and maps["disentangle"].shape[1:] == (8, 3, 32, 32)

@@ -1,0 +1,215 @@
+"""Prediction / equivariance / samples protocols on a fake linear world with known answers.
+
+The fakes (also used by test_eval_sbd.py and test_eval_cli.py) follow the Model and Data
+APIs of CONTRACTS.md: frames are (1, m, a) images that ARE latent matrices, moved by a
+known block-diagonal transition hidden by a basis P.
+"""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from msp import eval_protocols as ep
+
+M_ROWS, BLOCKS = 6, [[0, 1], [2, 3], [4]]  # two 2x2 rotation blocks and a 1x1 scale block
+
+
+def orthogonal(a, seed):
+    return torch.linalg.qr(torch.randn(a, a, generator=torch.Generator().manual_seed(seed), dtype=torch.float64))[0]
+
+
+class FakeSequences:
+    """x_t = x_0 (P B P^-1)^t: factor 0/1 rotate block 0/1 by a velocity angle, factor 2
+    scales the 1x1 block by exp(velocity); x_0 (m, a) is the per-sequence content."""
+
+    factor_names = ["rot_a", "rot_b", "scale"]
+    default_active_actions = [0, 1, 2]
+
+    def __init__(self, T=5, seed=0, basis=None, shared_transition=False, active_actions=None, **ignored):
+        self.T, self.shared_transition = T, shared_transition
+        self.active_actions = self.default_active_actions if active_actions is None else list(active_actions)
+        self.P = orthogonal(5, 7) if basis is None else basis
+        self.image_shape = (1, M_ROWS, 5)
+        self.gen = torch.Generator().manual_seed(seed)
+        self.options = ignored
+        if shared_transition:
+            self.redraw_shared_transition()
+
+    def _velocities(self, n):
+        v = torch.rand(n, 3, generator=self.gen, dtype=torch.float64) * 2 - 1  # (n, 3)
+        v = v * torch.tensor([1.0, 0.5, 0.1], dtype=torch.float64)
+        active = torch.zeros(3, dtype=torch.float64)
+        active[self.active_actions] = 1
+        return v * active
+
+    def redraw_shared_transition(self):
+        self.shared = self._velocities(1)
+
+    def transitions(self, v):
+        """velocities (n, 3) -> M = P B(v) P^-1 (n, 5, 5)."""
+        B = torch.zeros(len(v), 5, 5, dtype=torch.float64)
+        for f, (i, j) in enumerate([(0, 1), (2, 3)]):
+            c, s = torch.cos(v[:, f]), torch.sin(v[:, f])
+            B[:, i, i], B[:, i, j], B[:, j, i], B[:, j, j] = c, -s, s, c
+        B[:, 4, 4] = torch.exp(v[:, 2])
+        return self.P @ B @ torch.linalg.inv(self.P)
+
+    def sample(self, batch_size):
+        v = self.shared.expand(batch_size, 3) if self.shared_transition else self._velocities(batch_size)
+        M = self.transitions(v)
+        x = torch.randn(batch_size, M_ROWS, 5, generator=self.gen, dtype=torch.float64)
+        frames = [x]
+        for _ in range(self.T - 1):
+            frames.append(frames[-1] @ M)
+        return torch.stack(frames, 1)[:, :, None].float()  # (N, T, 1, m, a)
+
+
+class FakeModel(torch.nn.Module):
+    """Latent = frame, twisted by a content-dependent orthogonal Q(|x|) when twist != 0, so that
+    the fitted M_i = Q_i^T M_g Q_i depends on the content; decode shrinks by `gain` so errors
+    are not zero. M is fitted by least squares on all given frames (columns fix_indices only)."""
+
+    name, T_pred, dim_m, dim_a, has_transition = "lstsq", 1, M_ROWS, 5, True
+
+    def __init__(self, T_cond=2, twist=0.0, gain=0.9):
+        super().__init__()
+        self.T_cond, self.twist, self.gain = T_cond, twist, gain
+        self.image_shape = (1, M_ROWS, 5)
+        self.dummy = torch.nn.Parameter(torch.zeros(()))
+        skew = torch.randn(5, 5, generator=torch.Generator().manual_seed(3))
+        self.skew = (skew - skew.T) / 2
+        self.U, self.fix = None, None
+
+    def set_change_of_basis(self, U):
+        self.U = None if U is None else U.float()
+
+    def set_fix_indices(self, idx):
+        self.fix = None if idx is None else sorted(idx)
+
+    def _Q(self, H):  # (N, T, m, a) -> (N, T, a, a), constant along a norm-preserving sequence
+        return torch.matrix_exp(self.twist * H.flatten(2).norm(dim=-1)[..., None, None] * self.skew)
+
+    def encode(self, xs):
+        H = xs[:, :, 0]
+        H = H @ self._Q(H)
+        return H if self.U is None else H @ self.U
+
+    def decode(self, H):
+        if self.U is not None:
+            H = torch.linalg.solve(self.U.T, H.transpose(-2, -1)).transpose(-2, -1)  # H U^-1
+        return self.gain * (H @ self._Q(H).transpose(-2, -1))[:, :, None]
+
+    def infer_transition(self, xs_cond):
+        H = self.encode(xs_cond)
+        N, T, m, a = H.shape
+        idx = list(range(a)) if self.fix is None else self.fix
+        A = H[:, :-1][..., idx].reshape(N, -1, len(idx))
+        B = H[:, 1:][..., idx].reshape(N, -1, len(idx))
+        M = torch.eye(a).repeat(N, 1, 1)
+        M[:, torch.tensor(idx)[:, None], torch.tensor(idx)[None, :]] = torch.linalg.lstsq(A.double(), B.double()).solution.float()
+        return {"H": H, "M": M, "extra": torch.arange(N)}
+
+    def rollout(self, state, n_rolls):
+        h, out = state["H"][:, -1], []
+        for _ in range(n_rolls):
+            h = h @ state["M"]
+            out.append(h)
+        return torch.stack(out, 1)
+
+    def predict(self, xs_cond, n_rolls):
+        return self.decode(self.rollout(self.infer_transition(xs_cond), n_rolls))
+
+
+def test_prediction_errors_match_a_hand_computation():
+    model, T_cond = FakeModel(), 2
+    errors = ep.prediction_errors(model, FakeSequences(T=6, seed=4), T_cond, batch_size=3, n_batches=2)
+    assert errors.shape == (6, 4)
+    again = FakeSequences(T=6, seed=4)
+    xs = torch.cat([again.sample(3), again.sample(3)]).double().numpy()[:, :, 0]  # (6, T, m, a)
+    for i in range(6):
+        h = xs[i, 1]
+        M = np.linalg.lstsq(xs[i, 0], xs[i, 1], rcond=None)[0]
+        for k in range(4):
+            h = h @ M
+            expected = ((xs[i, 2 + k] - 0.9 * h) ** 2).sum()
+            assert errors[i, k] == pytest.approx(expected, rel=1e-4)
+    table = ep.summarize_prediction(errors)
+    assert list(table.columns) == ["horizon", "mse", "mse_sem", "n_sequences"]
+    assert table.horizon.tolist() == [1, 2, 3, 4] and (table.n_sequences == 6).all()
+    np.testing.assert_allclose(table.mse, errors.mean(0))
+    np.testing.assert_allclose(table.mse_sem, errors.std(0, ddof=1) / math.sqrt(6))
+
+
+def test_perfect_model_has_zero_error_and_same_seed_same_sequences():
+    errors = ep.prediction_errors(FakeModel(gain=1.0), FakeSequences(T=5, seed=1), 2, 4, 1)
+    assert errors.max() < 1e-6
+    a = ep.prediction_errors(FakeModel(), FakeSequences(T=5, seed=2), 2, 4, 2)
+    b = ep.prediction_errors(FakeModel(), FakeSequences(T=5, seed=2), 2, 4, 2)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_swap_rolls_every_key_but_H():
+    state = {"H": torch.arange(4), "M": torch.arange(4) * 10, "A": torch.arange(4) * 100}
+    swapped = ep.swap_transitions(state)
+    assert swapped["H"].tolist() == [0, 1, 2, 3]
+    assert swapped["M"].tolist() == [30, 0, 10, 20]  # sequence i gets sequence i-1's transition
+    assert swapped["A"].tolist() == [300, 0, 100, 200]
+
+
+def test_equivariance_equal_when_M_depends_only_on_g():
+    P = orthogonal(5, 11)  # norm-preserving world (scale factor still)
+    gen = FakeSequences(T=6, seed=5, basis=P, shared_transition=True, active_actions=[0, 1])
+    Lp, Lp_equiv = ep.equivariance_errors(FakeModel(), gen, 2, batch_size=8, n_batches=3)
+    assert Lp.shape == Lp_equiv.shape == (24, 4)
+    assert Lp.mean() > 0.1  # the 0.9 gain makes real, non-zero errors (0.01 |x|^2)
+    np.testing.assert_allclose(Lp_equiv, Lp, rtol=1e-3)
+
+
+def test_equivariance_gap_when_M_depends_on_content():
+    P = orthogonal(5, 11)
+    gen = FakeSequences(T=6, seed=5, basis=P, shared_transition=True, active_actions=[0, 1])
+    Lp, Lp_equiv = ep.equivariance_errors(FakeModel(twist=0.3, gain=1.0), gen, 2, batch_size=8, n_batches=3)
+    assert Lp.max() < 1e-6  # its own M is exact for its own content
+    assert (Lp_equiv.mean(0) > 0.3).all()  # the neighbour's M (same g) is not, at every horizon
+    table = ep.summarize_equivariance(Lp, Lp_equiv)
+    assert list(table.columns) == ["horizon", "Lp", "Lp_equiv", "n_sequences"]
+
+
+def test_equivariance_redraws_the_shared_transition_after_every_batch():
+    gen = FakeSequences(T=4, seed=0, shared_transition=True)
+    draws = []
+    gen.redraw_shared_transition = lambda real=gen.redraw_shared_transition: (draws.append(1), real())
+    ep.equivariance_errors(FakeModel(), gen, 2, batch_size=2, n_batches=3)
+    assert len(draws) == 3
+
+
+def test_errors_name_the_problem():
+    class NoTransition(FakeModel):
+        has_transition, name = False, "neural_trans"
+    with pytest.raises(ValueError, match="neural_trans"):
+        ep.equivariance_errors(NoTransition(), FakeSequences(shared_transition=True), 2, 2, 1)
+    with pytest.raises(ValueError, match="shared_transition=True"):
+        ep.equivariance_errors(FakeModel(), FakeSequences(), 2, 2, 1)
+    with pytest.raises(ValueError, match="nothing to predict"):
+        ep.prediction_errors(FakeModel(), FakeSequences(T=2), 2, 2, 1)
+    with pytest.raises(ValueError, match="no evaluation protocol"):
+        ep.protocol_for("cifar")
+
+
+def test_generated_samples_shapes():
+    xs = FakeSequences(T=5, seed=3, shared_transition=True).sample(4)
+    out = ep.generate_samples(FakeModel(), xs, 2)
+    assert {k: v.shape for k, v in out.items()} == {
+        "cond": (4, 2, 1, M_ROWS, 5), "target": (4, 3, 1, M_ROWS, 5),
+        "pred": (4, 3, 1, M_ROWS, 5), "pred_equiv": (4, 3, 1, M_ROWS, 5)}
+
+
+def test_evaluation_options_and_defaults():
+    config = {"dataset": {"name": "mnist_accl", "options": {"range_a": [-0.2, 0.2], "max_T": 10,
+                                                            "shared_transition": True}}}
+    assert ep.evaluation_options(config, 20) == {"range_a": [-0.2, 0.2], "max_T": 20}
+    assert ep.evaluation_options({"dataset": {"name": "3dshapes"}}, 8, force_moving=True) == {"force_moving": True}
+    assert ep.default_n_batches("mnist", 16) == 62 and ep.default_n_batches("3dshapes", 32) == 157
+    assert ep.protocol_for("mnist_accl").T_cond == 5 and ep.protocol_for("smallNORB").prediction_T == 6
