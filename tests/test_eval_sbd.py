@@ -1,13 +1,12 @@
 """SBD with known answers: block-diagonal families hidden by a change of basis are found again."""
 
-import math
 
 import numpy as np
 import pytest
 import torch
 
 from msp import sbd
-from test_eval_protocols import BLOCKS, FakeModel, FakeSequences
+from test_eval_protocols import FakeModel, FakeSequences
 
 TRUE_BLOCKS = [[0, 1], [2, 3], [4]]
 
