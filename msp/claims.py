@@ -143,7 +143,7 @@ def claim_reconstruction(summary, labels) -> Claim:
         ok = bool(ratio >= CLEARLY_WORSE)
         results.append(ok)
         claim.details.append(
-            f"{dataset}: mean error over T_p {common.min()}..{common.max()}: "
+            f"{dataset}: mean error over T_p {int(common.min())}..{int(common.max())}: "
             f"{labels.get('lstsq_rec', 'lstsq_rec')} {fmt_number(rec[common].mean())} vs "
             f"{labels.get('lstsq', 'lstsq')} {fmt_number(msp[common].mean())} (x{ratio:.2f}, "
             f"needs >= {CLEARLY_WORSE}) -> {_mark(ok)}"
@@ -169,7 +169,7 @@ def claim_second_order(summary, labels, train_horizon=5, dataset="mnist_accl") -
     ok = bool(second[common].mean() < first[common].mean())
     claim.verdict = HELD if ok else NOT_HELD
     claim.details.append(
-        f"{dataset}: mean error over extrapolated T_p {min(common)}..{max(common)}: "
+        f"{dataset}: mean error over extrapolated T_p {int(min(common))}..{int(max(common))}: "
         f"{labels.get('holstsq', 'holstsq')} {fmt_number(second[common].mean())} vs "
         f"{labels.get('lstsq', 'lstsq')} {fmt_number(first[common].mean())} -> {_mark(ok)}"
     )

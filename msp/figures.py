@@ -142,32 +142,57 @@ def _to_hwc(frames: np.ndarray) -> np.ndarray:
     return np.repeat(frames, 3, axis=-1) if frames.shape[-1] == 1 else frames
 
 
-def _grid(rows: list, pad: int = 2) -> np.ndarray:
-    """rows: list of (S, H, W, 3) arrays (None entries = blank cells) -> one image."""
+def _grid(rows: list, pad: int = 2, group: int = 1) -> tuple[np.ndarray, list]:
+    """rows: list of (S, H, W, 3) arrays (None entries = blank cells) -> (one image, the y
+    centre of each row). Every `group` rows get an extra gap, to separate examples."""
     H, W = next(f for row in rows for f in row if f is not None).shape[:2]
     S = max(len(row) for row in rows)
-    canvas = np.ones((len(rows) * (H + pad) + pad, S * (W + pad) + pad, 3), dtype=np.float32)
-    for i, row in enumerate(rows):
+    gap = H // 3 if group > 1 else 0
+    tops = [pad + i * (H + pad) + (i // group) * gap for i in range(len(rows))]
+    canvas = np.ones((tops[-1] + H + pad, S * (W + pad) + pad, 3), dtype=np.float32)
+    for top, row in zip(tops, rows):
         for j, frame in enumerate(row):
             if frame is not None:
-                y, x = pad + i * (H + pad), pad + j * (W + pad)
-                canvas[y:y + H, x:x + W] = frame
-    return canvas
+                x = pad + j * (W + pad)
+                canvas[top:top + H, x:x + W] = frame
+    return canvas, [t + H / 2 for t in tops]
 
 
 def disentangle(maps, info, title: str = ""):
-    """Rows = blocks: the roll-out with the transition solved on that block only."""
-    frames = _to_hwc(maps["disentangle"])  # (B, S, H, W, 3)
+    """Rows = blocks: the roll-out with the transition solved on that block only (identity on
+    the others), under the true sequence and the roll-out with every block active.
+
+    maps["disentangle"]: (B, S, C, H, W), or (n_sequences, B, S, C, H, W) of which the first
+    sequence is shown; optional "disentangle_cond" (Tc, C, H, W), "disentangle_target" and
+    "disentangle_all" (S, C, H, W) (each with the same optional leading axis) add the true
+    sequence and the roll-out with every block active.
+    """
+    def first(key, ndim):  # drop the leading sequence axis when there is one
+        a = np.asarray(maps[key])
+        return a[0] if a.ndim == ndim + 1 else a
+
+    blocks = _to_hwc(first("disentangle", 5))  # (B, S, H, W, 3)
+    Tc = first("disentangle_cond", 4).shape[0] if "disentangle_cond" in maps else 0
+    rows, names = [], []
+    if "disentangle_target" in maps:
+        cond = list(_to_hwc(first("disentangle_cond", 4))) if Tc else []
+        rows.append(cond + list(_to_hwc(first("disentangle_target", 4))))
+        names.append("truth")
+    if "disentangle_all" in maps:
+        rows.append([None] * Tc + list(_to_hwc(first("disentangle_all", 4))))
+        names.append("all blocks")
     owner = {}
     for factor, block in (info.get("factor_to_block") or {}).items():
-        owner.setdefault(int(block) if not isinstance(block, list) else tuple(block), []).append(factor)
-    fig, ax = plt.subplots(figsize=(1.0 * frames.shape[1] + 1.5, 1.0 * frames.shape[0] + 0.6))
-    image = _grid([list(row) for row in frames])
+        owner.setdefault(int(block), []).append(factor)
+    for b, row in enumerate(blocks):
+        rows.append([None] * Tc + list(row))
+        names.append(f"block {b}" + (f" ({', '.join(owner[b])})" if b in owner else ""))
+    image, centres = _grid(rows)
+    S = max(len(r) for r in rows)
+    fig, ax = plt.subplots(figsize=(0.7 * S + 2.0, 0.7 * len(rows) + 0.7))
     ax.imshow(image, interpolation="nearest")
-    step = image.shape[0] / frames.shape[0]
-    ax.set_yticks([step * (i + 0.5) for i in range(frames.shape[0])])
-    ax.set_yticklabels([f"block {i}" + (f" ({', '.join(owner[i])})" if i in owner else "")
-                        for i in range(frames.shape[0])], fontsize=8)
+    ax.set_yticks(centres)
+    ax.set_yticklabels(names, fontsize=8)
     ax.set_xticks([])
     ax.set_title(title or "roll-outs with one block's transition", fontsize=10)
     return fig
@@ -181,6 +206,7 @@ def gen_images(samples, title: str = "", n_examples: int = 4):
     equiv = _to_hwc(samples["pred_equiv"]) if "pred_equiv" in samples else None
     Tc = cond.shape[1]
     rows, names = [], []
+    per_example = 2 if equiv is None else 3
     for i in range(min(n_examples, len(cond))):
         rows.append([None] * Tc + list(pred[i]))
         names.append("predicted")
@@ -189,12 +215,11 @@ def gen_images(samples, title: str = "", n_examples: int = 4):
         if equiv is not None:
             rows.append([None] * Tc + list(equiv[i]))
             names.append("swapped M")
-    image = _grid(rows)
+    image, centres = _grid(rows, group=per_example)
     S = Tc + target.shape[1]
     fig, ax = plt.subplots(figsize=(0.8 * S + 1.2, 0.8 * len(rows) + 0.6))
     ax.imshow(image, interpolation="nearest")
-    step = image.shape[0] / len(rows)
-    ax.set_yticks([step * (i + 0.5) for i in range(len(rows))])
+    ax.set_yticks(centres)
     ax.set_yticklabels(names, fontsize=7)
     col = image.shape[1] / S
     ax.set_xticks([col * (j + 0.5) for j in range(S)])

@@ -104,23 +104,30 @@ def _claims(args) -> None:
 
 
 def _figure(args) -> None:
+    bad = [p for p in args.out if Path(p).suffix not in (".png", ".pdf")]
+    if bad:
+        raise SystemExit(f"msp report figure: --out {bad}: use .png or .pdf file names")
     labels = _labels(args.labels)
     if args.name in ("comp_error", "equiv_error"):
         runs = pd.concat([pd.read_csv(p) for p in args.inputs], ignore_index=True)
-        title = args.title or f"{args.name.replace('_', ' ')}: {', '.join(sorted(runs.dataset.unique()))}"
+        what = {"comp_error": "prediction error", "equiv_error": "equivariance error"}[args.name]
+        title = args.title or f"{what}: {', '.join(sorted(runs.dataset.unique()))}"
         fig = getattr(figures, args.name)(runs, labels, title)
     elif args.name == "gen_images":
-        fig = figures.gen_images(np.load(args.inputs[0]), args.title)
+        run = tables.run_of(args.inputs[0])
+        title = args.title or f"{run['dataset']}: {labels.get(run['model'], run['model'])}, seed {run['seed']}"
+        fig = figures.gen_images(np.load(args.inputs[0]), title)
     else:
         maps_path = next((p for p in args.inputs if p.endswith(".npz")), None)
         info_path = next((p for p in args.inputs if p.endswith(".json")), None)
         if not maps_path or not info_path:
             raise SystemExit(f"msp report figure {args.name}: give --inputs sbd_maps.npz sbd.json")
         maps, info = figures.load_sbd(maps_path, info_path)
-        fig = getattr(figures, args.name)(maps, info, args.title)
-    bad = [p for p in args.out if Path(p).suffix not in (".png", ".pdf")]
-    if bad:
-        raise SystemExit(f"msp report figure: --out {bad}: use .png or .pdf file names")
+        run = tables.run_of(maps_path)
+        what = {"sbd": "block diagonalization", "sbd_components": "per-factor transitions (after SBD)",
+                "disentangle": "roll-outs with one block's transition"}[args.name]
+        title = args.title or f"{what}: {run['dataset']}, {labels.get(run['model'], run['model'])}, seed {run['seed']}"
+        fig = getattr(figures, args.name)(maps, info, title)
     figures.save(fig, args.out)
     print(" ".join(args.out))
 

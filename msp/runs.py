@@ -107,7 +107,7 @@ def run_config(config: dict, dataset: str, model: str, seed: int) -> dict:
         },
         "train": {
             "iterations": iterations,
-            "batch_size": int(settings.get("batch_size", train["batch_size"])),
+            "batch_size": int(settings.get("batch_size", dcfg.get("batch_size", train["batch_size"]))),
             "lr": float(train["lr"]),
             "lr_decay_iter": int(dcfg["lr_decay_iter"]),
             # "always" reconstructs the conditioning frames for the whole run (spec configs.md)

@@ -90,7 +90,8 @@ def read_runs(paths) -> dict[str, pd.DataFrame]:
 
 
 def summarize(runs: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Per-horizon metrics -> mean, std (over seeds; NaN with one seed) and n_seeds."""
+    """Per-horizon metrics -> mean, std (over seeds; NaN with one seed) and n_seeds.
+    Non-finite errors (diverged roll-outs) make the mean infinite, shown as "inf"."""
     parts = []
     for kind, metrics in METRICS.items():
         if kind not in runs:
@@ -98,6 +99,8 @@ def summarize(runs: dict[str, pd.DataFrame]) -> pd.DataFrame:
         long = runs[kind].melt(
             id_vars=["evaluation", "dataset", "model", "seed", "horizon"], value_vars=metrics, var_name="metric"
         )
+        # an empty/NaN error means the roll-out diverged: count it as infinite, never skip it
+        long["value"] = long["value"].astype(float).fillna(math.inf)
         stats = long.groupby(["evaluation", "dataset", "model", "horizon", "metric"], sort=False)["value"]
         parts.append(stats.agg(mean="mean", std="std", n_seeds="count").reset_index())
     if not parts:
@@ -191,6 +194,8 @@ def sbd_table(sbd_runs: pd.DataFrame, labels) -> pd.DataFrame:
 def fmt_number(x: float) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return ""
+    if math.isinf(x):
+        return "inf"
     if abs(x) >= 100:
         return f"{x:.1f}"
     if abs(x) >= 1:
@@ -202,7 +207,7 @@ def fmt_mean_std(mean, std) -> str:
     """'5.10 ± 0.21'; the mean alone when the std is unknown (one seed, or a mean-only source)."""
     if mean is None or math.isnan(mean):
         return "–"
-    if std is None or math.isnan(std):
+    if std is None or math.isnan(std) or math.isinf(mean):
         return fmt_number(mean)
     return f"{fmt_number(mean)} ± {fmt_number(std)}"
 

@@ -29,9 +29,13 @@ try:
 except ValueError as err:
     raise WorkflowError(f"invalid workflow config: {err}") from None
 
-# Downloads from Google Drive run one at a time even when no profile sets `gdrive`.
+# Counted resources, defaulted here rather than in profiles/default (a workflow profile's
+# `resources` would override a cluster profile's): one Google Drive download at a time, and
+# when jobs run on this machine, one GPU. `--resources gpu=N gdrive=M` changes them.
 if "gdrive" not in workflow.global_resources:
     workflow.register_resource("gdrive", 1)
+if workflow.local_exec and "gpu" not in workflow.global_resources:
+    workflow.register_resource("gpu", 1)
 
 RESULTS = config["results"]
 DATA_ROOT = config["data"]["root"]
@@ -56,7 +60,7 @@ wildcard_constraints:
 
 
 # ---- path builders -------------------------------------------------------------------
-RUN = RESULTS + "/{dataset}/{model}/seed{seed}"
+RUN = f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}"
 
 
 def prepared_marker(dataset):
@@ -129,15 +133,18 @@ def model_labels_arg():
     return " ".join(f"'{name}={m['label']}'" for name, m in config["models"].items())
 
 
-def eval_flags(wildcards=None):
-    """Command-line flags of `msp evaluate` from the `evaluation` config section."""
+def eval_flags(action):
+    """Command-line flags of `msp evaluate ACTION` from the `evaluation` config section."""
     cfg = config["evaluation"]
-    flags = [f"--device {cfg['device']}", f"--seed {cfg['seed']}"]
+    flags = [f"--device {cfg['device']}"]
+    if cfg["seed"] is not None:
+        flags.append(f"--seed {cfg['seed']}")
     if cfg["batch_size"] is not None:
         flags.append(f"--batch-size {cfg['batch_size']}")
-    if cfg["n_batches"] is not None:
+    if cfg["n_batches"] is not None and action != "samples":  # samples: one batch
         flags.append(f"--n-batches {cfg['n_batches']}")
-    return " ".join(flags)
+    flags.append(cfg["extra_args"][action])
+    return " ".join(flags).strip()
 
 
 def train_runtime(wildcards):

@@ -23,7 +23,7 @@ rule evaluate_prediction:
     params:
         action="prediction",
         out=lambda w, output: output[0],
-        flags=eval_flags,
+        flags=eval_flags("prediction"),
     shell:
         "OMP_NUM_THREADS={threads} msp evaluate {params.action} --checkpoint {input.model}"
         " --out {params.out} {params.flags} > {log} 2>&1"
@@ -39,7 +39,7 @@ use rule evaluate_prediction as evaluate_equivariance with:
     params:
         action="equivariance",
         out=lambda w, output: output[0],
-        flags=eval_flags,
+        flags=eval_flags("equivariance"),
 
 
 use rule evaluate_prediction as evaluate_samples with:
@@ -52,7 +52,7 @@ use rule evaluate_prediction as evaluate_samples with:
     params:
         action="samples",
         out=lambda w, output: output[0],
-        flags=eval_flags,
+        flags=eval_flags("samples"),
 
 
 # `msp evaluate sbd --out DIR` writes DIR/sbd.json and DIR/sbd_maps.npz.
@@ -67,7 +67,7 @@ use rule evaluate_prediction as evaluate_sbd with:
     params:
         action="sbd",
         out=parent_dir,
-        flags=eval_flags,
+        flags=eval_flags("sbd"),
 
 
 rule gather:

@@ -82,11 +82,10 @@ rule figure_comp_error:
         "../envs/msp.yaml"
     params:
         figure="comp_error",
-        title="",
         labels=model_labels_arg(),
     shell:
         "msp report figure {params.figure} --inputs {input:q} --labels {params.labels}"
-        " --title {params.title:q} --out {output.png} {output.pdf} > {log} 2>&1"
+        " --out {output.png} {output.pdf} > {log} 2>&1"
 
 
 use rule figure_comp_error as figure_equiv_error with:
@@ -104,7 +103,6 @@ use rule figure_comp_error as figure_equiv_error with:
         f"{RESULTS}/logs/figures/equiv_error_{{dataset}}.log",
     params:
         figure="equiv_error",
-        title="",
         labels=model_labels_arg(),
 
 
@@ -124,7 +122,6 @@ use rule figure_comp_error as figure_sbd with:
         f"{RESULTS}/logs/figures/sbd_{{dataset}}.log",
     params:
         figure="sbd",
-        title="",
         labels=model_labels_arg(),
 
 
@@ -141,7 +138,6 @@ use rule figure_sbd as figure_sbd_components with:
         f"{RESULTS}/logs/figures/sbd_{{dataset}}_components.log",
     params:
         figure="sbd_components",
-        title="",
         labels=model_labels_arg(),
 
 
@@ -158,7 +154,6 @@ use rule figure_sbd as figure_disentangle with:
         f"{RESULTS}/logs/figures/disentangle_{{dataset}}.log",
     params:
         figure="disentangle",
-        title="",
         labels=model_labels_arg(),
 
 
@@ -177,7 +172,6 @@ use rule figure_comp_error as figure_gen_images with:
         f"{RESULTS}/logs/figures/gen_images_{{dataset}}_{{model}}.log",
     params:
         figure="gen_images",
-        title=lambda w: f"{w.dataset}: {config['models'][w.model]['label']}",
         labels=model_labels_arg(),
 
 

@@ -1,0 +1,98 @@
+"""End to end: the real workflow on the embedded data (a trimmed configs/demo.yaml: one
+dataset, two models, one seed, a few steps), then `snakemake --report`. Slow (about a
+minute on 2 cores) but part of CI: it is the only test that runs every rule for real."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_demo(tmp_path) -> Path:
+    config = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())
+    config["results"] = "results"
+    config["seeds"] = [1]
+    config["evaluation"]["n_batches"] = 1
+    config["evaluation"]["batch_size"] = 8
+    config["evaluation"]["extra_args"] = {"sbd": "--epochs 5 --component-batches 1 --restarts 1"}
+    mnist = config["datasets"]["mnist"]
+    mnist.update(iterations=6, lr_decay_iter=4, batch_size=4)
+    mnist["network"].update(dim_m=8, k=0.125)
+    mnist["models"] = {"lstsq": {}, "neural_trans": {}}
+    config["datasets"] = {"mnist": mnist}
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def snakemake(tmp_path, *args):
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path), *args]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end_with_tables_figures_and_report(tmp_path):
+    config = tiny_demo(tmp_path)
+    result = snakemake(tmp_path, "--cores", "2", "--configfile", str(config))
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-6000:]
+
+    results = tmp_path / "results"
+    run = results / "mnist/lstsq/seed1"
+    assert (run / "model.pt").is_file() and (run / "checkpoints").is_dir() and (run / "train.benchmark.tsv").is_file()
+    for kind in ("prediction", "equivariance", "sbd"):
+        for ext in ("csv", "md", "tex"):
+            assert (results / f"tables/{kind}.{ext}").stat().st_size > 0, (kind, ext)
+    prediction = pd.read_csv(results / "tables/prediction.csv")
+    assert set(prediction.model) == {"lstsq", "neural_trans"}
+    assert prediction.h1_mean.gt(0).all() and prediction.h1_ref_mean.notna().all()
+    claims = pd.read_csv(results / "tables/claims.csv")
+    assert list(claims.claim) == [1, 2, 3, 4, 5]
+    assert set(claims.verdict) <= {"held", "not held", "not checked"}
+    assert claims.set_index("claim").loc[4, "verdict"] == "not checked"  # no mnist_accl in this grid
+    names = ["comp_error_mnist", "equiv_error_mnist", "sbd_mnist", "sbd_mnist_components", "disentangle_mnist",
+             "gen_images/mnist_lstsq", "gen_images/mnist_neural_trans"]
+    for name in names:
+        for ext in ("png", "pdf"):
+            assert (results / f"figures/{name}.{ext}").stat().st_size > 1000, name
+    summary = (results / "report.md").read_text()
+    assert "Claim 1" in summary and "figures/sbd_mnist.png" in summary
+
+    # a second run has nothing to do, and the HTML report collects every flagged output
+    again = snakemake(tmp_path, "--cores", "2", "--configfile", str(config), "-n")
+    assert "Nothing to be done" in again.stdout + again.stderr
+    report = snakemake(tmp_path, "--configfile", str(config), "--report", str(tmp_path / "report.html"))
+    assert report.returncode == 0, report.stderr[-4000:]
+    html = (tmp_path / "report.html").read_text(errors="replace")
+    for needle in ("comp_error_mnist.png", "claims.csv", "sbd_mnist_components.png", "gen_images"):
+        assert needle in html, needle
+
+
+@pytest.mark.slow
+def test_killed_training_resumes_instead_of_restarting(tmp_path):
+    """Only DIR/model.pt is declared: the checkpoints of an unfinished run survive Snakemake's
+    clean-up of incomplete outputs, and the rerun continues from them."""
+    config = tiny_demo(tmp_path)
+    cfg = yaml.safe_load(config.read_text())
+    cfg["datasets"]["mnist"]["models"] = {"lstsq": {}}
+    cfg["train"].update(checkpoint_every=3, log_every=1)
+    config.write_text(yaml.safe_dump(cfg))
+    target = "results/mnist/lstsq/seed1/model.pt"
+    result = snakemake(tmp_path, target, "--cores", "1", "--configfile", str(config))
+    assert result.returncode == 0, result.stderr[-4000:]
+    run = tmp_path / "results/mnist/lstsq/seed1"
+    # simulate a kill after the checkpoint at step 3: drop the completion marker and the last checkpoint
+    (run / "model.pt").unlink()
+    for ckpt in sorted((run / "checkpoints").glob("step_*.pt"))[1:]:
+        ckpt.unlink()
+    assert [p.name for p in (run / "checkpoints").glob("step_*.pt")] == ["step_00000003.pt"]
+    result = snakemake(tmp_path, target, "--cores", "1", "--configfile", str(config))
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "resuming" in (run / "train.log").read_text()
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps) and steps[-1] == 6

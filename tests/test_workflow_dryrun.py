@@ -1,0 +1,90 @@
+"""The Snakemake workflow as Snakemake sees it: dry runs, config errors, lint and format."""
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def snakemake(*args, cwd):
+    """Run snakemake on the repository's Snakefile with `cwd` as working directory, so that
+    dry runs never see (or write) the repository's own results/ and data/."""
+    cmd = [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(cwd), *args]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """Parse the 'Job stats' table that a dry run prints."""
+    table = output[output.index("Job stats:"):]
+    counts = {}
+    for line in table.splitlines()[3:]:
+        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if not match:
+            break
+        counts[match[1]] = int(match[2])
+    return counts
+
+
+@pytest.fixture(scope="module")
+def paper_dry_run(tmp_path_factory):
+    result = snakemake("-n", "--quiet", "rules", cwd=tmp_path_factory.mktemp("paper"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return job_counts(result.stdout + result.stderr)
+
+
+def test_paper_schedules_84_trainings_and_every_evaluation(paper_dry_run):
+    counts = paper_dry_run
+    assert counts["train"] == 84
+    assert counts["run_config"] == 84
+    assert counts["evaluate_prediction"] == 84
+    assert counts["evaluate_equivariance"] == 48  # neuralM, lstsq_rec, lstsq x 5 datasets x 3 + holstsq x 3
+    assert counts["evaluate_sbd"] == 15  # lstsq x 5 datasets x 3 seeds
+    assert counts["evaluate_samples"] == 28  # every dataset x model, first seed
+    assert counts["download"] == counts["prepare"] == 4  # families mnist, mnist_bg, 3dshapes, smallNORB
+    assert counts["figure_comp_error"] == 6 and counts["figure_equiv_error"] == 6
+    assert counts["figure_sbd"] == counts["figure_sbd_components"] == counts["figure_disentangle"] == 5
+    assert counts["figure_gen_images"] == 28
+    assert counts["tables"] == counts["claims"] == counts["summary"] == counts["all"] == 1
+
+
+def test_demo_dry_run_schedules_every_rule(tmp_path):
+    result = snakemake("-n", "--quiet", "rules", "--configfile", str(ROOT / "configs" / "demo.yaml"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    counts = job_counts(result.stdout + result.stderr)
+    rules = re.findall(r"^rule (\w+):", (ROOT / "rules" / "evaluate.smk").read_text(), re.M)
+    rules += re.findall(r"^(?:rule|use rule \w+ as) (\w+)", "".join(
+        (ROOT / "rules" / f).read_text() for f in ("data.smk", "train.smk", "evaluate.smk", "report.smk")), re.M)
+    assert set(rules) <= set(counts), f"rules the demo never runs: {set(rules) - set(counts)}"
+
+
+def test_bad_config_stops_before_any_job_naming_the_key(tmp_path):
+    config = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())
+    config["train"]["batch_sise"] = 8
+    config["datasets"]["mnist"]["models"]["lstsqq"] = {}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    result = snakemake("--cores", "1", "--configfile", str(bad), cwd=tmp_path)
+    assert result.returncode != 0
+    assert "train: unknown key(s) ['batch_sise']" in result.stderr
+    assert "datasets.mnist.models: unknown key(s) ['lstsqq']" in result.stderr
+    assert not (tmp_path / "results").exists() and not (tmp_path / "data").exists()
+
+
+def test_lint_is_clean(tmp_path):
+    result = subprocess.run([*SNAKEMAKE, "--lint"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and "Congratulations" in result.stdout + result.stderr, (
+        result.stdout[-3000:] + result.stderr[-3000:]
+    )
+
+
+@pytest.mark.skipif(shutil.which("snakefmt") is None, reason="snakefmt is a test dependency: pip install -e .[test]")
+def test_snakefmt_is_clean():
+    result = subprocess.run(["snakefmt", "--check", "."], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr

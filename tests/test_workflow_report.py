@@ -1,0 +1,177 @@
+"""`msp report`: gather, tables, claims, figures and summary on small fake evaluation files
+written in the layout and formats of CONTRACTS.md (the real evaluations are tested by the
+end-to-end demo test)."""
+
+import json
+import subprocess
+import sys
+
+import matplotlib.image
+import numpy as np
+import pandas as pd
+import pytest
+
+from msp import claims, tables
+from msp.cli import main as msp_main
+
+LABELS = ["lstsq=MSP", "lstsq_rec=Rec. model", "neuralM=Neural M*", "neural_trans=Neural trans."]
+# mse at horizon h = curve[model](h) * seed factor; seeds 1 and 2 -> factors 1 and 3 (mean 2, std sqrt 2)
+PRED = {
+    "lstsq": lambda h: 2.0 + 0.5 * h,  # slow growth: best at long horizons
+    "lstsq_rec": lambda h: 10.0 + 2.0 * h,  # clearly worse than MSP
+    "neural_trans": lambda h: 0.5 + 3.0 * (h - 1) ** 2,  # best at T_p = 1, degrades fast
+}
+EQUIV = {"lstsq": (1.0, 1.1), "neuralM": (0.8, 5.0), "lstsq_rec": (6.0, 7.0)}  # (Lp, Lp_equiv) at T_p = 1
+FACTOR = {1: 1.0, 2: 3.0}
+
+
+def run(*argv):
+    """`msp ...` in-process; returns its exit status."""
+    with pytest.raises(SystemExit) as exit_info:
+        msp_main(list(map(str, argv)))
+    return exit_info.value.code
+
+
+def write_fake_results(root, pred=PRED):
+    """Per-run evaluation files under root/results/mnist/MODEL/seedN/eval/."""
+    files = {"prediction": [], "equivariance": [], "sbd": []}
+    rng = np.random.default_rng(0)
+    for seed, factor in FACTOR.items():
+        for model, curve in pred.items():
+            out = root / f"results/mnist/{model}/seed{seed}/eval/prediction.csv"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            pd.DataFrame({"horizon": range(1, 19), "mse": [curve(h) * factor for h in range(1, 19)],
+                          "mse_sem": 0.1, "n_sequences": 32}).to_csv(out, index=False)
+            files["prediction"].append(out)
+        for model, (lp, le) in EQUIV.items():
+            out = root / f"results/mnist/{model}/seed{seed}/eval/equivariance.csv"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            pd.DataFrame({"horizon": range(1, 9), "Lp": [lp * factor * h for h in range(1, 9)],
+                          "Lp_equiv": [le * factor * h for h in range(1, 9)], "n_sequences": 32}).to_csv(out, index=False)
+            files["equivariance"].append(out)
+        sbd_dir = root / f"results/mnist/lstsq/seed{seed}/eval/sbd"
+        sbd_dir.mkdir(parents=True, exist_ok=True)
+        blocks = [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9], [10, 11, 12, 13, 14, 15]]
+        (sbd_dir / "sbd.json").write_text(json.dumps({
+            "blocks": blocks, "off_block_energy_before": 0.6, "off_block_energy_after": 0.1 * seed,
+            "factor_names": ["rotation", "hue", "translation"],
+            "factor_to_block": {"rotation": 0, "hue": 1, "translation": 2},
+            "factor_block_score": 0.9, "factor_one_to_one": True}))
+        after = np.kron(np.eye(3), np.ones((6, 6)))[:16, :16]
+        np.savez(sbd_dir / "sbd_maps.npz", before=rng.random((16, 16)), after=after, perm=np.arange(16),
+                 U=np.eye(16), components=np.stack([after * (i + 1) for i in range(3)]),
+                 disentangle=rng.random((1, 3, 6, 3, 16, 16)).astype(np.float32),
+                 disentangle_cond=rng.random((1, 2, 3, 16, 16)), disentangle_target=rng.random((1, 6, 3, 16, 16)),
+                 disentangle_all=rng.random((1, 6, 3, 16, 16)))
+        files["sbd"].append(sbd_dir / "sbd.json")
+    samples = root / "results/mnist/lstsq/seed1/eval/samples.npz"
+    np.savez(samples, cond=rng.random((5, 2, 3, 16, 16)), target=rng.random((5, 4, 3, 16, 16)),
+             pred=rng.random((5, 4, 3, 16, 16)), pred_equiv=rng.random((5, 4, 3, 16, 16)))
+    return files, samples
+
+
+def gather_all(root, files):
+    gathered = []
+    for kind, paths in files.items():
+        out = root / f"results/mnist/{kind}_runs.csv"
+        assert run("report", "gather", "--kind", kind, "--dataset", "mnist", "--inputs", *paths, "--out", out) == 0
+        gathered.append(out)
+    return gathered
+
+
+def test_tables_give_mean_std_over_seeds_next_to_the_reference(tmp_path):
+    files, _ = write_fake_results(tmp_path)
+    gathered = gather_all(tmp_path, files)
+    runs = pd.read_csv(gathered[0])
+    assert set(runs.columns) >= {"evaluation", "dataset", "model", "seed", "horizon", "mse"}
+    assert len(runs) == 2 * 3 * 18
+    out = tmp_path / "results/tables"
+    assert run("report", "tables", "--inputs", *gathered, "--labels", *LABELS, "--out-dir", out) == 0
+
+    pred = pd.read_csv(out / "prediction.csv").set_index("model")
+    # lstsq at T_p = 1: 2.5 * {1, 3} -> mean 5, std 2.5 * sqrt(2); paper: 5.1 at T_p 1, 73.8 at 18
+    assert pred.loc["lstsq", "h1_mean"] == pytest.approx(5.0)
+    assert pred.loc["lstsq", "h1_std"] == pytest.approx(2.5 * np.sqrt(2), rel=1e-5)
+    assert pred.loc["lstsq", "h1_ref_mean"] == pytest.approx(5.1)
+    assert pred.loc["lstsq", "H"] == 18 and pred.loc["lstsq", "hH_ref_mean"] == pytest.approx(73.8)
+    assert pred.loc["lstsq", "hH_mean"] == pytest.approx((2 + 0.5 * 18) * 2)
+    md = (out / "prediction.md").read_text()
+    assert "| MSP" in md and "5.00 ± 3.54" in md and "5.10" in md
+    tex = (out / "prediction.tex").read_text()
+    assert r"5.00 $\pm$ 3.54" in tex and r"\begin{tabular}" in tex and "Neural trans." in tex
+
+    equiv = pd.read_csv(out / "equivariance.csv").set_index("model")
+    assert equiv.loc["neuralM", "Lp_equiv_mean"] == pytest.approx(10.0)
+    assert equiv.loc["neuralM", "Lp_equiv_ref_mean"] == pytest.approx(64.25)
+    assert equiv.loc["neuralM", "Lp_equiv_ref_std"] == pytest.approx(2.59)
+    sbd = pd.read_csv(out / "sbd.csv")
+    assert sbd.loc[0, "off_block_energy_after_mean"] == pytest.approx(0.15)
+    assert sbd.loc[0, "one_to_one_seeds"] == "2/2"
+
+
+def test_claims_follow_the_numbers(tmp_path):
+    files, _ = write_fake_results(tmp_path)
+    gathered = gather_all(tmp_path, files)
+    out_csv, out_md = tmp_path / "claims.csv", tmp_path / "claims.md"
+    assert run("report", "claims", "--inputs", *gathered, "--labels", *LABELS, "--out", out_csv, out_md) == 0
+    verdicts = pd.read_csv(out_csv).set_index("claim")
+    assert list(verdicts.verdict) == ["held", "held", "held", "not checked", "held"]
+    assert list(verdicts.reference_verdict) == ["held", "held", "held", "held", "not checked"]
+    assert "x4." in verdicts.loc[3, "evidence"]  # rec / MSP mean error ratio is printed
+    assert "Claim 3: **held**" in out_md.read_text()
+
+    # a reconstruction model only 10% worse than MSP breaks claim 3, and only claim 3
+    worse = dict(PRED, lstsq_rec=lambda h: 1.1 * PRED["lstsq"](h))
+    other = tmp_path / "other"
+    files, _ = write_fake_results(other, worse)
+    gathered = gather_all(other, files)
+    assert run("report", "claims", "--inputs", *gathered, "--out", out_csv) == 0
+    assert list(pd.read_csv(out_csv).verdict) == ["held", "held", "not held", "not checked", "held"]
+
+
+def test_claims_hold_on_the_authors_numbers():
+    reference = tables.read_reference()
+    result = claims.check_claims(reference, None, {}, accl_train_horizon=5)
+    assert [c.verdict for c in result] == ["held"] * 4 + ["not checked"]
+    assert {"mnist", "mnist_bg", "mnist_bg_full", "3dshapes", "smallNORB", "mnist_accl"} == {
+        d.split(":")[0] for d in result[1].details}
+
+
+@pytest.mark.parametrize("name", ["comp_error", "equiv_error", "sbd", "sbd_components", "disentangle", "gen_images"])
+def test_every_figure_is_drawn_as_png_and_pdf(tmp_path, name):
+    files, samples = write_fake_results(tmp_path)
+    gathered = dict(zip(files, gather_all(tmp_path, files)))
+    sbd_dir = tmp_path / "results/mnist/lstsq/seed1/eval/sbd"
+    inputs = {"comp_error": [gathered["prediction"]], "equiv_error": [gathered["equivariance"]],
+              "gen_images": [samples]}.get(name, [sbd_dir / "sbd_maps.npz", sbd_dir / "sbd.json"])
+    png, pdf = tmp_path / f"fig/{name}.png", tmp_path / f"fig/{name}.pdf"
+    assert run("report", "figure", name, "--inputs", *inputs, "--labels", *LABELS, "--out", png, pdf) == 0
+    image = matplotlib.image.imread(png)
+    assert image.shape[0] > 100 and image.shape[1] > 100 and image[..., :3].std() > 0.05
+    assert pdf.read_bytes().startswith(b"%PDF")
+
+
+def test_summary_links_tables_claims_and_figures(tmp_path):
+    (tmp_path / "tables").mkdir()
+    (tmp_path / "tables/prediction.md").write_text("| a |\n|---|\n| 1 |\n")
+    (tmp_path / "tables/claims.md").write_text("# The paper's claims, checked\n")
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "figures/comp_error_mnist.png").write_bytes(b"png")
+    out = tmp_path / "report.md"
+    assert run("report", "summary", "--tables", tmp_path / "tables/prediction.md", "--claims",
+               tmp_path / "tables/claims.md", "--figures", tmp_path / "figures/comp_error_mnist.png",
+               "--out", out) == 0
+    text = out.read_text()
+    assert "## prediction" in text and "![comp_error_mnist](figures/comp_error_mnist.png)" in text
+
+
+def test_bad_inputs_get_clear_errors(tmp_path):
+    stray = tmp_path / "prediction.csv"
+    stray.write_text("horizon,mse\n1,2\n")
+    result = subprocess.run([sys.executable, "-m", "msp", "report", "gather", "--kind", "prediction",
+                             "--inputs", str(stray), "--out", str(tmp_path / "x.csv")], capture_output=True, text=True)
+    assert result.returncode != 0 and "results/DATASET/MODEL/seedN/eval/FILE" in result.stderr
+    files, _ = write_fake_results(tmp_path)
+    with pytest.raises(SystemExit, match="use .png or .pdf"):
+        msp_main(["report", "figure", "comp_error", "--inputs", str(gather_all(tmp_path, files)[0]),
+                  "--out", str(tmp_path / "f.jpg")])
