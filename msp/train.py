@@ -90,6 +90,24 @@ def build_training_sequences(cfg: dict, device: torch.device):
     )
 
 
+# Keys that may change between a checkpoint and its resumption without changing the run.
+RESUME_FREE_KEYS = {"iterations", "checkpoint_every", "log_every", "keep_checkpoints", "device"}
+
+
+def check_resumable(saved: dict, current: dict, out_dir: Path):
+    """Refuse to resume checkpoints written with another configuration (a silently mixed run)."""
+    diff = []
+    for section in ("dataset", "model", "train"):
+        for key in sorted(set(saved.get(section, {})) | set(current[section])):
+            if section == "train" and key in RESUME_FREE_KEYS or key == "image_shape":
+                continue
+            if saved.get(section, {}).get(key) != current[section].get(key):
+                diff.append(f"{section}.{key}: {saved.get(section, {}).get(key)!r} -> {current[section].get(key)!r}")
+    if diff:
+        raise ValueError(f"{out_dir}/checkpoints were written with a different config ({'; '.join(diff)}); "
+                         f"restore the old config, or delete {out_dir}/checkpoints to start over")
+
+
 def _truncate_metrics(path: Path, step: int):
     """Drop log lines written after the checkpoint we resume from (they will be redone)."""
     if not path.exists():
@@ -126,6 +144,7 @@ def train(cfg: dict, out_dir, sequences=None, progress: bool | None = None) -> P
     step = 0
     ckpt, ckpt_path = load_latest_checkpoint(out_dir, map_location=device)
     if ckpt is not None:
+        check_resumable(ckpt["config"], cfg, out_dir)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         sequences.load_state_dict(ckpt["data"])

@@ -137,3 +137,13 @@ def test_fast_and_faithful_numerics_agree_over_a_short_run(tmp_path):
     assert len(rows[True]) == len(rows[False]) == 10
     for a, b in zip(rows[True], rows[False]):
         assert a == pytest.approx(b, rel=1e-4)
+
+
+def test_resume_refuses_checkpoints_of_another_config(tmp_path):
+    cfg = toy_config(iterations=12)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "run", sequences=FailingAfter(RotatingBlobs(seed=3), 6), progress=False)
+    changed = toy_config(iterations=20, lr_decay_iter=6)  # more iterations may resume ...
+    changed["train"]["lr"] = 5e-4  # ... but another learning rate would mix two runs
+    with pytest.raises(ValueError, match=r"different config \(train.lr: 0.001 -> 0.0005\).*delete .*checkpoints"):
+        train(changed, tmp_path / "run", sequences=RotatingBlobs(seed=3), progress=False)
