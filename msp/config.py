@@ -45,6 +45,7 @@ class TrainConfig:
     amp: str = "auto"  # auto (bf16 on CUDA unless faithful) | bf16 | off
     channels_last: str = "auto"  # auto (on CUDA unless faithful) | on | off
     compile: bool = False  # torch.compile encoder and decoder (falls back when unavailable)
+    deterministic: bool = False  # deterministic GPU kernels (slower); CPU runs are deterministic anyway
 
     def __post_init__(self):
         for name in ("iterations", "batch_size", "checkpoint_every", "keep_checkpoints", "log_every"):

@@ -7,6 +7,7 @@ TF32 matmuls, channels-last activations and a fused Adam. torch.compile is opt-i
 """
 
 import contextlib
+import os
 import warnings
 
 import torch
@@ -28,7 +29,11 @@ def apply_speed_settings(model: torch.nn.Module, train_cfg: dict, device: torch.
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = not faithful
         torch.backends.cudnn.allow_tf32 = not faithful
-        torch.backends.cudnn.benchmark = not faithful
+        torch.backends.cudnn.benchmark = not (faithful or train_cfg.get("deterministic", False))
+    if train_cfg.get("deterministic", False):
+        # cuBLAS needs a fixed workspace for deterministic results (set before the first matmul)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
     if _on(train_cfg.get("channels_last", "auto"), device, faithful):
         model.to(memory_format=torch.channels_last)
         model.memory_format = torch.channels_last

@@ -116,6 +116,7 @@ def run_config(config: dict, dataset: str, model: str, seed: int) -> dict:
             "checkpoint_every": int(min(train["checkpoint_every"], iterations)),
             "log_every": int(train["log_every"]),
             "device": train["device"],
+            **train.get("speed", {}),
         },
     }
 

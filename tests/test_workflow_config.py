@@ -42,7 +42,8 @@ def test_run_configs_carry_the_paper_hyper_parameters(paper):
                             "n_blocks": 3, "bottom_width": 4}
     assert cfg["train"] == {"iterations": 50000, "batch_size": 32, "lr": 3e-4, "lr_decay_iter": 40000,
                             "reconst_iter": 0, "seed": 2, "checkpoint_every": 10000, "log_every": 100,
-                            "device": "auto"}
+                            "device": "auto", "faithful": False, "amp": "auto", "channels_last": "auto",
+                            "compile": False, "deterministic": False}
     # reconstruction "always" = the whole run (configs.md)
     assert runs.run_config(paper, "mnist_bg_full", "neuralM", 1)["train"]["reconst_iter"] == 200000
     assert runs.run_config(paper, "3dshapes", "neural_trans", 1)["train"]["reconst_iter"] == 50000
