@@ -135,3 +135,38 @@ def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, m
     reference = train(cfg, tmp_path / "ref", sequences=RotatingBlobs(seed=3), progress=False)
     a, b = (torch.load(p, weights_only=False)["model"] for p in (reference, tmp_path / "run" / "model.pt"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_killed_snakemake_continues_without_retraining_finished_runs(tmp_path):
+    """SIGKILL of the whole snakemake process group while the second of two trainings runs;
+    after `--unlock`, `--rerun-incomplete` resumes the second and leaves the first alone."""
+    from test_workflow_demo import snakemake, tiny_demo
+
+    config = tiny_demo(tmp_path)
+    cfg = yaml.safe_load(config.read_text())
+    cfg["datasets"]["mnist"].update(iterations=150, lr_decay_iter=100)
+    cfg["train"].update(checkpoint_every=10, log_every=10)
+    config.write_text(yaml.safe_dump(cfg))
+    first, second = (tmp_path / f"results/mnist/{m}/seed1" for m in ("lstsq", "neural_trans"))
+    targets = [str(p.relative_to(tmp_path) / "model.pt") for p in (first, second)]
+    # targets before --configfile, which takes several values
+    cmd = [sys.executable, "-m", "snakemake", "-s", "Snakefile", "--directory", str(tmp_path), *targets,
+           "--cores", "1", "--configfile", str(config)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    deadline = time.monotonic() + 600
+    while not ((first / "model.pt").exists() or (second / "model.pt").exists()) or not (
+            checkpoint_paths(first) and checkpoint_paths(second)):
+        assert proc.poll() is None and time.monotonic() < deadline, "the workflow ended before the kill"
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished, killed = (first, second) if (first / "model.pt").exists() else (second, first)
+    assert not (killed / "model.pt").exists()
+    stamp = (finished / "model.pt").stat().st_mtime_ns
+    assert snakemake(tmp_path, *targets, "--unlock", "--configfile", str(config)).returncode == 0
+    result = snakemake(tmp_path, *targets, "--cores", "1", "--rerun-incomplete", "--configfile", str(config))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (finished / "model.pt").stat().st_mtime_ns == stamp, "a finished run was retrained"
+    assert "resuming" in (killed / "train.log").read_text()
+    assert torch.load(killed / "model.pt", weights_only=False)["step"] == 150
