@@ -164,3 +164,21 @@ def test_a_model_with_a_change_of_basis_saves_and_loads():
     fresh = build_model(small_config("lstsq", 3), (3, 32, 32))
     fresh.load_state_dict(model.state_dict())
     torch.testing.assert_close(fresh.change_of_basis, U)
+
+
+def test_fused_convolutions_equal_the_faithful_ones():
+    import torch.nn.functional as F
+
+    from msp.networks import ResidualBlock, pooled_kernel, upsampled_conv3x3
+
+    torch.manual_seed(0)
+    x, w = torch.randn(2, 5, 6, 8, dtype=torch.float64), torch.randn(7, 5, 3, 3, dtype=torch.float64)
+    torch.testing.assert_close(upsampled_conv3x3(x, w), F.conv2d(F.interpolate(x, scale_factor=2), w, padding=1))
+    torch.testing.assert_close(F.conv2d(x, pooled_kernel(w), stride=2, padding=1),
+                               F.avg_pool2d(F.conv2d(x, w, padding=1), 2))
+    for resample, embedding in (("down", None), ("up", (12, 16))):
+        block = ResidualBlock(8, 16, resample, 3, embedding).double()
+        h = torch.randn(3, 8, 6, 8, dtype=torch.float64)
+        reference = block(h)
+        block.fused = True
+        torch.testing.assert_close(block(h), reference)
