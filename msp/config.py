@@ -58,7 +58,8 @@ class TrainConfig:
             raise ValueError(f"train.lr must be > 0, got {self.lr}")
 
 
-def _from_dict(cls, section: str, values: dict | None):
+def dataclass_from_dict(cls, section: str, values: dict | None):
+    """Build a config dataclass; an unknown key or a wrong type is an error naming section.key."""
     values = dict(values or {})
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
@@ -99,8 +100,8 @@ def normalize_run_config(cfg: dict) -> dict:
         raise ValueError(f"unknown section(s) {unknown}: a run config has only 'dataset', 'model' and 'train'")
     if "model" not in cfg or "name" not in (cfg["model"] or {}):
         raise ValueError("the run config needs model.name (e.g. lstsq)")
-    dataset = _from_dict(DatasetConfig, "dataset", cfg.get("dataset"))
-    train = _from_dict(TrainConfig, "train", cfg.get("train"))
+    dataset = dataclass_from_dict(DatasetConfig, "dataset", cfg.get("dataset"))
+    train = dataclass_from_dict(TrainConfig, "train", cfg.get("train"))
     model_in = dict(cfg["model"])
     image_shape = model_in.get("image_shape")
     model = model_config(model_in)

@@ -6,13 +6,13 @@ One interface for all (msp.seqae.SeqAE): `loss(xs, reconst, diagnostics)`, `enco
 This file holds the MSP family (models 1-4); the baselines live in msp.baselines.
 """
 
-import dataclasses
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 
 from msp import dynamics
+from msp.config import dataclass_from_dict
 from msp.baselines import CPC, NeuralM, NeuralMLatentPred, NeuralTrans, SimCLR
 from msp.seqae import SeqAE, SeqAEConfig, prediction_error
 
@@ -147,17 +147,7 @@ def model_config(model_cfg: dict) -> SeqAEConfig:
     cfg.pop("image_shape", None)
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}: choose one of {sorted(MODELS)}")
-    Config = MODELS[name].Config
-    fields = {f.name for f in dataclasses.fields(Config)}
-    unknown = sorted(set(cfg) - fields)
-    if unknown:
-        raise ValueError(f"unknown key(s) {unknown} for model {name!r}: valid keys are {sorted(fields)}")
-    from msp.config import check_type
-
-    for f in dataclasses.fields(Config):
-        if f.name in cfg:
-            cfg[f.name] = check_type(f"model.{f.name}", cfg[f.name], f.type)
-    return Config(**cfg)
+    return dataclass_from_dict(MODELS[name].Config, "model", cfg)
 
 
 def build_model(model_cfg: dict, image_shape) -> SeqAE:
