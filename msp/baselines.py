@@ -145,6 +145,19 @@ class NeuralTrans(SeqAE):
         return loss, {"loss": loss.detach()}
 
 
+class ContrastiveBaseline(SeqAE):
+    """Representation-learning baselines: no decoder, no transition, no prediction."""
+
+    has_transition = False
+    has_decoder = False
+
+    def decode(self, H):
+        raise NotImplementedError(f"{self.name} has no decoder: it is a representation-learning baseline")
+
+    def infer_transition(self, xs_cond):
+        raise NotImplementedError(f"{self.name} has no transition and no prediction (the paper evaluates none)")
+
+
 @dataclass
 class SimCLRConfig(SeqAEConfig):
     T_pred: int = 0
@@ -154,13 +167,11 @@ class SimCLRConfig(SeqAEConfig):
     temperature: float = 0.01
 
 
-class SimCLR(SeqAE):
+class SimCLR(ContrastiveBaseline):
     """Contrastive baseline: frames of one sequence are positives (authors' configs; no results)."""
 
     Config = SimCLRConfig
     name = "simclr"
-    has_transition = False
-    has_decoder = False
     encoder_to_latent = False
 
     def __init__(self, cfg, image_shape):
@@ -174,12 +185,6 @@ class SimCLR(SeqAE):
         N, T = xs.shape[:2]
         return self.head(self.encoder(xs.flatten(0, 1))).view(N, T, -1)
 
-    def decode(self, H):
-        raise NotImplementedError("simclr has no decoder: it is a representation-learning baseline")
-
-    def infer_transition(self, xs_cond):
-        raise NotImplementedError("simclr has no transition and no prediction (the paper evaluates none)")
-
     def loss(self, xs, reconst=False, diagnostics=False):
         z = self.encode(xs)
         loss = dynamics.info_nce([z[:, t] for t in range(z.shape[1])], self.cfg.temperature)
@@ -192,13 +197,11 @@ class CPCConfig(SeqAEConfig):
     temperature: float = 0.01
 
 
-class CPC(SeqAE):
+class CPC(ContrastiveBaseline):
     """Contrastive predictive coding baseline: predict the next latent, contrast against the batch."""
 
     Config = CPCConfig
     name = "cpc"
-    has_transition = False
-    has_decoder = False
 
     def __init__(self, cfg, image_shape):
         super().__init__(cfg, image_shape)
@@ -207,12 +210,6 @@ class CPC(SeqAE):
         self.predictor = PointwiseEncoder(cfg.T_cond * cfg.dim_a, cfg.dim_a, cfg.hidden)
 
     step = NeuralTrans.step
-
-    def decode(self, H):
-        raise NotImplementedError("cpc has no decoder: it is a representation-learning baseline")
-
-    def infer_transition(self, xs_cond):
-        raise NotImplementedError("cpc has no transition and no prediction in observation space")
 
     def loss(self, xs, reconst=False, diagnostics=False):
         H = self.encode(xs)
