@@ -92,7 +92,6 @@ def test_msp_learns_planted_rotations():
 
 
 def test_cli_train_resumes_and_finishes(tmp_path, monkeypatch):
-    pytest.importorskip("msp.data", reason="needs the data package (embedded source)")
     from msp.cli import main
 
     cfg = toy_config(iterations=4)
