@@ -151,6 +151,30 @@ def count_step_flops(model, xs, reconst: bool, autocast) -> int:
     return counter.get_total_flops()
 
 
+def evaluation_throughput(model, cfg: dict, image_shape, device, autocast, repeats: int) -> dict:
+    """Sequences per second of the prediction protocol (spec evaluation.md: batches of 16,
+    T_cond frames in, T - T_cond predicted), or {} for models that cannot predict."""
+    if not model.has_decoder:
+        return {}
+    from msp.eval_protocols import protocol_for
+
+    protocol = protocol_for(cfg["dataset"]["name"])
+    Tc, n_rolls, batch = protocol.T_cond, protocol.prediction_T - protocol.T_cond, 16
+    xs = torch.rand(batch, Tc, *image_shape, device=device)
+    model.eval()
+    times = []
+    with torch.no_grad(), autocast():
+        for i in range(repeats + 1):
+            cuda_sync(device)
+            t0 = time.perf_counter()
+            model.predict(xs, n_rolls)
+            cuda_sync(device)
+            if i:  # the first call warms up
+                times.append(time.perf_counter() - t0)
+    model.train()
+    return {"eval_horizons": n_rolls, "eval_sequences_per_s": batch / statistics.median(times)}
+
+
 def bench_one(cfg: dict, device: torch.device, steps: int, warmup: int, data: str, data_root: str) -> dict:
     """Time one (dataset, model) with the speed settings of cfg.train, as msp.train applies them."""
     tc = cfg["train"]
@@ -206,6 +230,7 @@ def bench_one(cfg: dict, device: torch.device, steps: int, warmup: int, data: st
         cuda_sync(device)
         row["step_pipelined_s"] = (time.perf_counter() - t0) / steps
         row["cuda_max_allocated_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    row.update(evaluation_throughput(model, cfg, image_shape, device, autocast, steps))
     row["flops_per_step"] = count_step_flops(model, sample(batch), reconst, autocast)
     row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
     return row
@@ -271,7 +296,7 @@ def format_report(info: dict, rows: list[dict], estimates: dict, quick: bool) ->
     table = pd.DataFrame(rows)
     cols = ["dataset", "model", "speed", "batch_size", "T", "step_s", "data_s", "forward_backward_s", "optimizer_s",
             "step_pipelined_s", "flops_per_step", "achieved_tflops", "fraction_of_fp32_peak",
-            "fraction_of_bf16_peak", "peak_rss_mb", "cuda_max_allocated_mb"]
+            "fraction_of_bf16_peak", "eval_sequences_per_s", "peak_rss_mb", "cuda_max_allocated_mb"]
     table = table[[c for c in cols if c in table and table[c].notna().any()]].copy()
     table["gflop_per_step"] = table.pop("flops_per_step") / 1e9
     peak = info["peak_tflops"]

@@ -24,7 +24,7 @@ def test_quick_bench_writes_expected_json(tmp_path):
     assert (faithful["speed"], row["speed"]) == ("faithful", "default")
     assert (row["dataset"], row["model"], row["image_shape"]) == ("mnist", "lstsq", [3, 32, 32])
     for key in ("step_s", "data_s", "forward_backward_s", "optimizer_s", "flops_per_step", "achieved_tflops",
-                "fraction_of_fp32_peak", "peak_rss_mb", "parameters"):
+                "fraction_of_fp32_peak", "peak_rss_mb", "parameters", "eval_sequences_per_s"):
         assert row[key] > 0, key
     assert row["step_s"] == pytest.approx(row["data_s"] + row["forward_backward_s"] + row["optimizer_s"], rel=0.5)
     assert "msp.data" in row["data_source"]
