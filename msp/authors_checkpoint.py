@@ -24,7 +24,7 @@ In the 1x1-Conv1d blocks of `ar`, c1/c2/c_sc/norm1/norm2 -> fc1/fc2/shortcut/nor
 Conv1d weights (out, in, 1) become Linear weights (out, in).
 
 CLI: `msp import-authors --snapshot FILE --model NAME --dataset NAME --out model.pt` writes a
-checkpoint in our format (CONTRACTS.md), loadable by msp.train.load_checkpoint.
+checkpoint in our format (docs/interfaces.md), loadable by msp.train.load_checkpoint.
 """
 
 import re

@@ -3,7 +3,7 @@
 The workflow config describes the paper as a grid: datasets x models x seeds, with
 per-dataset hyper-parameters (spec configs.md) and per-model defaults that a dataset may
 override. This module expands that grid. `run_config` returns the dict that
-`msp train --config RUN.yaml` reads (CONTRACTS.md, "Run config"); `check_config` does the
+`msp train --config RUN.yaml` reads (docs/interfaces.md, "Run config"); `check_config` does the
 checks a JSON schema cannot express (cross references, iteration counts, model fields).
 Everything here is pure Python on plain dicts so that Snakemake can call it while it parses
 the workflow, before any job runs.
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import yaml
 
-# CONTRACTS.md, "Data API": which raw/prepared folder a dataset reads.
+# docs/interfaces.md, "Data API": which raw/prepared folder a dataset reads.
 DATASET_FAMILY = {
     "mnist": "mnist",
     "mnist_accl": "mnist",
@@ -35,7 +35,7 @@ class Run:
 
     @property
     def dir(self) -> str:
-        """The training output directory DIR of CONTRACTS.md."""
+        """The training output directory DIR of docs/interfaces.md."""
         return run_dir(self.results, self.dataset, self.model, self.seed)
 
 
@@ -86,7 +86,7 @@ def sbd_model(config: dict, dataset: str) -> str | None:
 
 
 def run_config(config: dict, dataset: str, model: str, seed: int) -> dict:
-    """The run config of CONTRACTS.md for one (dataset, model, seed)."""
+    """The run config of docs/interfaces.md for one (dataset, model, seed)."""
     dcfg = config["datasets"][dataset]
     settings = model_settings(config, dataset, model)
     train = config["train"]

@@ -1,4 +1,4 @@
-# Download and prepare each dataset family once (CONTRACTS.md, "Data API"). The marker
+# Download and prepare each dataset family once (docs/interfaces.md, "Data API"). The marker
 # files (manifest.json, prepared.json) are written last by `msp data`, so their presence
 # means the step completed.
 

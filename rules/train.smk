@@ -1,4 +1,4 @@
-# One training run per dataset x model x seed (CONTRACTS.md, "Training output directory").
+# One training run per dataset x model x seed (docs/interfaces.md, "Training output directory").
 # Only DIR/model.pt (written last, atomically) is declared: DIR/checkpoints/ and
 # DIR/metrics.jsonl are left alone by Snakemake, so a killed or failed job resumes from its
 # newest checkpoint instead of restarting.

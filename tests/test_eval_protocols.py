@@ -1,7 +1,7 @@
 """Prediction / equivariance / samples protocols on a fake linear world with known answers.
 
 The fakes (also used by test_eval_sbd.py and test_eval_cli.py) follow the Model and Data
-APIs of CONTRACTS.md: frames are (1, m, a) images that ARE latent matrices, moved by a
+APIs of docs/interfaces.md: frames are (1, m, a) images that ARE latent matrices, moved by a
 known block-diagonal transition hidden by a basis P.
 """
 

@@ -1,5 +1,5 @@
 """`msp report`: gather, tables, claims, figures and summary on small fake evaluation files
-written in the layout and formats of CONTRACTS.md (the real evaluations are tested by the
+written in the layout and formats of docs/interfaces.md (the real evaluations are tested by the
 end-to-end demo test)."""
 
 import json
