@@ -90,8 +90,10 @@ def build_training_sequences(cfg: dict, device: torch.device):
     )
 
 
-# Keys that may change between a checkpoint and its resumption without changing the run.
-RESUME_FREE_KEYS = {"iterations", "checkpoint_every", "log_every", "keep_checkpoints", "device"}
+# Keys that may change between a checkpoint and its resumption without changing the
+# experiment: how long and how often, and where and how fast it runs (e.g. resume on a GPU).
+RESUME_FREE_KEYS = {"iterations", "checkpoint_every", "log_every", "keep_checkpoints", "device",
+                    "faithful", "amp", "channels_last", "compile", "deterministic"}
 
 
 def check_resumable(saved: dict, current: dict, out_dir: Path):
