@@ -58,15 +58,23 @@ def comp_error(runs: pd.DataFrame, labels: dict, title: str = ""):
         s = stats[stats.model == model]
         color = model_color(model)
         ax.plot(s.horizon, s["mean"], "o-", ms=3, color=color, label=labels.get(model, model))
-        if (s["count"] > 1).any():
-            ax.fill_between(s.horizon, (s["mean"] - s["std"]).clip(lower=1e-6), s["mean"] + s["std"],
-                            color=color, alpha=0.2, lw=0)
-    ax.set(xlabel="prediction horizon $T_p$", ylabel="squared error per frame", yscale="log",
-           title=title or "prediction error")
-    ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.grid(alpha=0.3, which="both")
+        _std_band(ax, s, color, alpha=0.2)
+    _horizon_axes(ax, title or "prediction error")
     ax.legend(fontsize=8)
     return fig
+
+
+def _std_band(ax, stats: pd.DataFrame, color, alpha: float):
+    """Shade mean +- std over seeds (only when there are several seeds)."""
+    if (stats["count"] > 1).any():
+        ax.fill_between(stats.horizon, (stats["mean"] - stats["std"]).clip(lower=1e-6),
+                        stats["mean"] + stats["std"], color=color, alpha=alpha, lw=0)
+
+
+def _horizon_axes(ax, title: str):
+    ax.set(xlabel="prediction horizon $T_p$", ylabel="squared error per frame", yscale="log", title=title)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(alpha=0.3, which="both")
 
 
 def equiv_error(runs: pd.DataFrame, labels: dict, title: str = ""):
@@ -78,13 +86,8 @@ def equiv_error(runs: pd.DataFrame, labels: dict, title: str = ""):
         a, b = lp[lp.model == model], le[le.model == model]
         ax.plot(a.horizon, a["mean"], "--", color=color, label=f"{name}: $L^p$")
         ax.plot(b.horizon, b["mean"], "-", color=color, label=f"{name}: $L^p_{{equiv}}$")
-        if (b["count"] > 1).any():
-            ax.fill_between(b.horizon, (b["mean"] - b["std"]).clip(lower=1e-6), b["mean"] + b["std"],
-                            color=color, alpha=0.15, lw=0)
-    ax.set(xlabel="prediction horizon $T_p$", ylabel="squared error per frame", yscale="log",
-           title=title or "equivariance error")
-    ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.grid(alpha=0.3, which="both")
+        _std_band(ax, b, color, alpha=0.15)
+    _horizon_axes(ax, title or "equivariance error")
     ax.legend(fontsize=7, ncol=2)
     return fig
 

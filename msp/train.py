@@ -155,7 +155,9 @@ def train(cfg: dict, out_dir, sequences=None, progress: bool | None = None) -> P
             torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
         step = ckpt["step"]
         print(f"resuming {out_dir} from {ckpt_path.name} (step {step})", file=sys.stderr)
-    (out_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    tmp = out_dir / ".config.yaml.tmp"
+    tmp.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    os.replace(tmp, out_dir / "config.yaml")
     metrics_path = out_dir / "metrics.jsonl"
     _truncate_metrics(metrics_path, step)
 
