@@ -37,7 +37,7 @@ import yaml
 from msp.config import normalize_run_config
 from msp.models import MODELS, build_model
 
-# Image shape (C, H, W) of each dataset (spec configs.md).
+# Image shape (C, H, W) of each dataset (docs/datasets.md).
 IMAGE_SHAPES = {
     "mnist": (3, 32, 32), "mnist_bg": (3, 32, 32), "mnist_bg_full": (3, 32, 32), "mnist_accl": (3, 32, 32),
     "3dshapes": (3, 64, 64), "smallNORB": (1, 96, 96),

@@ -1,4 +1,4 @@
-"""The paper's baselines (spec method.md, models 5-8): Neural M*, Neural M* with latent
+"""The paper's baselines (docs/method.md, 'The model family'): Neural M*, Neural M* with latent
 prediction, the neural transition, and the contrastive SimCLR and CPC."""
 
 from dataclasses import dataclass

@@ -1,7 +1,7 @@
 """Benchmark of the training step: `msp bench [--datasets ...] [--models ...] [--json FILE]`.
 
 For each (dataset, model) at the paper's settings (configs/config.yaml through msp.runs,
-spec configs.md) and the training's speed settings (msp.performance: the defaults, the
+docs/method.md, 'Training') and the training's speed settings (msp.performance: the defaults, the
 authors' float32 numerics with --speed faithful, or both), it times training steps after a
 warm-up and splits the median step into data generation, forward + backward and optimizer;
 it reports peak memory, the FLOPs of one step (torch.utils.flop_counter, forward +
@@ -152,7 +152,7 @@ def count_step_flops(model, xs, reconst: bool, autocast) -> int:
 
 
 def evaluation_throughput(model, cfg: dict, image_shape, device, autocast, repeats: int) -> dict:
-    """Sequences per second of the prediction protocol (spec evaluation.md: batches of 16,
+    """Sequences per second of the prediction protocol (docs/evaluation.md, 'Prediction error': batches of 16,
     T_cond frames in, T - T_cond predicted), or {} for models that cannot predict."""
     if not model.has_decoder:
         return {}

@@ -1,4 +1,4 @@
-"""The paper's five qualitative claims (spec reference-results.md), checked on numbers.
+"""The paper's five qualitative claims (docs/evaluation.md, 'Claims'), checked on numbers.
 
 Each check reads a summary frame (msp.tables.SUMMARY_COLUMNS: evaluation, dataset, model,
 horizon, metric, mean, std, n_seeds), the same layout for our results and for the authors'

@@ -1,4 +1,4 @@
-"""Latent dynamics of MSP as pure, batched, differentiable functions (spec method.md).
+"""Latent dynamics of MSP as pure, batched, differentiable functions (docs/method.md).
 
 Latents H: (N, T, m, a); a transition M: (N, a, a) acts from the right, H_{t+1} = H_t M.
 Every solve runs in float32 with autocast disabled, whatever the caller's precision,
@@ -109,7 +109,7 @@ def rollout_second_order(H_last: torch.Tensor, M: torch.Tensor, A: torch.Tensor,
 def normalized_laplacian_nuclear_norm(W: torch.Tensor) -> torch.Tensor:
     """W: (..., a, a) non-negative symmetric affinities -> (...) nuclear norm of D^-1/2 (D - W) D^-1/2.
 
-    D = diag(row sums of W); 1e-10 is added before the square root (spec evaluation.md, SBD).
+    D = diag(row sums of W); 1e-10 is added before the square root (docs/evaluation.md, 'Simultaneous block diagonalization').
     """
     d = W.sum(dim=-1)  # (..., a)
     L = torch.diag_embed(d) - W

@@ -1,5 +1,5 @@
 """Evaluation protocols of the paper as functions of a model and a sequence generator
-(spec evaluation.md, sections 1, 2 and 4). The CLI in msp/evaluate.py wires them to
+(docs/evaluation.md: prediction, equivariance, generated sequences). The CLI in msp/evaluate.py wires them to
 checkpoints and files; msp/sbd.py holds section 3.
 
 Every error is the per-frame squared error summed over C, H, W, kept per sequence and per
@@ -16,7 +16,7 @@ import torch
 
 @dataclass(frozen=True)
 class DatasetProtocol:
-    """Per-dataset evaluation settings (spec evaluation.md tables; authors' notebooks)."""
+    """Per-dataset evaluation settings (docs/evaluation.md, 'Protocols per dataset')."""
     T_cond: int            # conditioning frames at evaluation, whatever the model trained with
     prediction_T: int      # sequence length of the prediction (extrapolation) set
     equivariance_T: int    # sequence length of the equivariance set
@@ -65,7 +65,7 @@ def evaluation_options(config, T, **overrides):
 
 
 def sbd_data_options(name, T):
-    """Training-distribution options for collecting M* (spec evaluation.md 3.1): MNIST
+    """Training-distribution options for collecting M* (docs/evaluation.md, 'Simultaneous block diagonalization'): MNIST
     variants use velocity ranges [-0.2, 0.2] for rotation and hue; all factors move."""
     if protocol_for(name).mnist_family:
         return {"range_a": (-0.2, 0.2), "range_h": (-0.2, 0.2), "max_T": T}
@@ -116,7 +116,7 @@ def _n_rolls(xs, T_cond):
 
 @torch.no_grad()
 def prediction_errors(model, generator, T_cond, batch_size, n_batches):
-    """Extrapolation error (spec evaluation.md 1): -> (S, n_rolls) per sequence and horizon,
+    """Extrapolation error (docs/evaluation.md, 'Prediction error'): -> (S, n_rolls) per sequence and horizon,
     S = batch_size * n_batches, n_rolls = T - T_cond."""
     errors = []
     for _ in range(n_batches):
@@ -129,7 +129,7 @@ def prediction_errors(model, generator, T_cond, batch_size, n_batches):
 
 @torch.no_grad()
 def equivariance_errors(model, generator, T_cond, batch_size, n_batches):
-    """Equivariance error (spec evaluation.md 2) on a shared-transition generator, re-drawn
+    """Equivariance error (docs/evaluation.md, 'Equivariance error') on a shared-transition generator, re-drawn
     after every batch. -> (Lp, Lp_equiv), each (S, n_rolls): the roll-out of each sequence's
     own transition and of its batch neighbour's (same g, other content)."""
     require_transition(model, "the equivariance evaluation")
@@ -163,7 +163,7 @@ def summarize_equivariance(Lp, Lp_equiv):
 
 @torch.no_grad()
 def generate_samples(model, xs, T_cond):
-    """Generated sequences (spec evaluation.md 4). xs: (N, T, C, H, W) -> dict of numpy arrays
+    """Generated sequences (docs/evaluation.md, 'Generated sequences'). xs: (N, T, C, H, W) -> dict of numpy arrays
     cond (N, Tc, ...), target (N, n, ...), pred (N, n, ...) and, for models with a
     transition, pred_equiv: the roll-out with the neighbour's transition (meaningful when xs
     share their transformation)."""

@@ -1,4 +1,4 @@
-"""`msp evaluate ACTION`: the paper's evaluations of one trained checkpoint (spec evaluation.md).
+"""`msp evaluate ACTION`: the paper's evaluations of one trained checkpoint (docs/evaluation.md).
 
     msp evaluate prediction   --checkpoint RUN/model.pt --out prediction.csv
     msp evaluate equivariance --checkpoint RUN/model.pt --out equivariance.csv
@@ -6,7 +6,7 @@
     msp evaluate samples      --checkpoint RUN/model.pt --out samples.npz
 
 The data (dataset, root, source, training options) come from the checkpoint's run config;
---root / --source override where the data lie. Every default follows the spec per dataset
+--root / --source override where the data lie. Every default follows docs/evaluation.md per dataset
 (msp.eval_protocols.PROTOCOLS); --n-batches defaults to the authors' full evaluation loader
 (ceil(eval_size / batch_size): e.g. 62 batches of 16 on mnist, 313 on 3dshapes), which is
 what the paper's numbers average over. Every set uses a fixed seed, so each model sees the

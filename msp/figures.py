@@ -1,4 +1,4 @@
-"""The figure set of the authors' repository (spec evaluation.md, "Figures"), from the
+"""The figure set of the authors' repository (docs/evaluation.md, 'Tables and figures'), from the
 workflow's evaluation files. Every function returns a matplotlib Figure; `save` writes it
 to each requested path (the extension picks the format: .png, .pdf).
 

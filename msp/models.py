@@ -1,4 +1,4 @@
-"""Every model of the paper behind one registry keyed by the authors' names (spec method.md).
+"""Every model of the paper behind one registry keyed by the authors' names (docs/method.md).
 
 One interface for all (msp.seqae.SeqAE): `loss(xs, reconst, diagnostics)`, `encode`,
 `decode`, `infer_transition`, `rollout`, `predict`, and for SBD `set_change_of_basis` /

@@ -1,4 +1,4 @@
-"""Encoder and decoder networks of MSP (spec method.md, "Networks").
+"""Encoder and decoder networks of MSP (docs/method.md, 'Networks').
 
 Every layer is built with explicit shapes from the image size, so the parameter count is
 known at construction and a state dict loads without a dummy forward pass.

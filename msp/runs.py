@@ -1,7 +1,7 @@
 """From the workflow config (configs/config.yaml) to the list of runs and their run configs.
 
 The workflow config describes the paper as a grid: datasets x models x seeds, with
-per-dataset hyper-parameters (spec configs.md) and per-model defaults that a dataset may
+per-dataset hyper-parameters (docs/method.md, 'Training') and per-model defaults that a dataset may
 override. This module expands that grid. `run_config` returns the dict that
 `msp train --config RUN.yaml` reads (docs/interfaces.md, "Run config"); `check_config` does the
 checks a JSON schema cannot express (cross references, iteration counts, model fields).
@@ -110,7 +110,7 @@ def run_config(config: dict, dataset: str, model: str, seed: int) -> dict:
             "batch_size": int(settings.get("batch_size", dcfg.get("batch_size", train["batch_size"]))),
             "lr": float(train["lr"]),
             "lr_decay_iter": int(dcfg["lr_decay_iter"]),
-            # "always" reconstructs the conditioning frames for the whole run (spec configs.md)
+            # "always" reconstructs the conditioning frames for the whole run (docs/method.md, 'Training')
             "reconst_iter": iterations if settings["reconst"] else 0,
             "seed": int(seed),
             "checkpoint_every": int(min(train["checkpoint_every"], iterations)),

@@ -1,4 +1,4 @@
-"""Simultaneous block diagonalization (SBD) of fitted transitions (spec evaluation.md, section 3).
+"""Simultaneous block diagonalization (SBD) of fitted transitions (docs/evaluation.md).
 
 After training, the per-sequence transitions M* of many sequences should share one block
 structure: there is a single change of basis U such that every V = U^-1 M U is block
@@ -252,7 +252,7 @@ def collect_transitions(model, generator, batch_size, n_batches):
 
 @torch.no_grad()
 def disentangle_rollouts(model, U, blocks, xs, T_cond):
-    """Spec evaluation.md 3.5: in the basis U, solve M* on one block's coordinates at a time
+    """docs/evaluation.md, 'Simultaneous block diagonalization': in the basis U, solve M* on one block's coordinates at a time
     (identity elsewhere) and roll out one sequence. xs: (1, T, C, H, W) -> dict of numpy arrays
     disentangle (B, S, C, H, W) with S = T - T_cond predicted frames, disentangle_all (S, ...)
     with every coordinate solved, disentangle_cond (T_cond, ...), disentangle_target (S, ...).
@@ -277,7 +277,7 @@ def disentangle_rollouts(model, U, blocks, xs, T_cond):
 
 @dataclass
 class SBDSettings:
-    """Counts and optimiser of one SBD run (defaults: spec evaluation.md 3 / authors' notebook)."""
+    """Counts and optimiser of one SBD run (defaults: docs/evaluation.md, 'Simultaneous block diagonalization')."""
     T: int = 10                    # frames of the sequences whose M* are collected
     T_cond: int = 2                # conditioning frames of the disentangle roll-outs
     batch_size: int = 32

@@ -1,4 +1,4 @@
-# Evaluate each trained run (spec evaluation.md; which model gets which evaluation is the
+# Evaluate each trained run (docs/evaluation.md; which model gets which evaluation is the
 # `evaluations` key of the config), then gather each dataset's runs into one long CSV per
 # evaluation kind (the tables and figures compute mean +- std over seeds from it).
 

@@ -1,4 +1,4 @@
-"""Known answers for the least-squares core (spec method.md)."""
+"""Known answers for the least-squares core (docs/method.md, 'Least squares')."""
 
 import math
 

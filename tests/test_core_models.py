@@ -6,7 +6,7 @@ import torch
 from msp.models import MODELS, build_model, count_parameters
 from msp.networks import sinusoidal_embedding_2d, standardize_weight
 
-# (image_shape, n_blocks) of the paper's datasets (spec configs.md)
+# (image_shape, n_blocks) of the paper's datasets (docs/method.md, 'Training')
 IMAGE_SIZES = {"mnist": ((3, 32, 32), 3), "3dshapes": ((3, 64, 64), 3), "smallNORB": ((1, 96, 96), 4)}
 SMALL = dict(k=0.25, dim_m=8, dim_a=4)
 
@@ -62,7 +62,7 @@ def test_reconstruction_switch_adds_the_conditioning_frames(name):
 
 
 def analytic_parameter_count(C, S, k, n_blocks, latent, ks=3, pe=64):
-    """Spec method.md, 'Networks', counted by hand: encoder + decoder of a sequence auto-encoder."""
+    """docs/method.md, 'Networks', counted by hand: encoder + decoder of a sequence auto-encoder."""
     w0 = int(32 * k)
 
     def block(cin, cout, emb):
@@ -82,7 +82,7 @@ def analytic_parameter_count(C, S, k, n_blocks, latent, ks=3, pe=64):
     return enc + dec
 
 
-PAPER = {  # dataset: (image_shape, k, n_blocks) from configs.md
+PAPER = {  # dataset: (image_shape, k, n_blocks) from docs/method.md, 'Training'
     "mnist": ((3, 32, 32), 2, 3), "mnist_bg": ((3, 32, 32), 4, 3), "mnist_bg_full": ((3, 32, 32), 4, 3),
     "3dshapes": ((3, 64, 64), 1, 3), "smallNORB": ((1, 96, 96), 1, 4),
 }

@@ -62,7 +62,7 @@ def test_cli_sbd_and_samples_files(tmp_path, fake_world):
     maps = np.load(tmp_path / "sbd" / "sbd_maps.npz")
     assert {"before", "after", "perm", "U", "components", "disentangle"} <= set(maps.files)
     assert maps["components"].shape == (3, 5, 5) and maps["disentangle"].shape[:2] == (len(summary["blocks"]), 2)
-    # M* collected from training-distribution sequences, slower MNIST velocities (spec 3.1)
+    # M* collected from training-distribution sequences, slower MNIST velocities (docs/evaluation.md, SBD)
     assert {"split": "train", "T": 4, "seed": 1234, "root": None, "range_a": (-0.2, 0.2),
             "range_h": (-0.2, 0.2), "max_T": 4} in fake_world
 

@@ -1,4 +1,4 @@
-"""The workflow config: the paper grid of spec configs.md, the schema and the extra checks."""
+"""The workflow config: the paper grid of docs/method.md ('Training'), the schema and the extra checks."""
 
 import copy
 from pathlib import Path
@@ -44,7 +44,7 @@ def test_run_configs_carry_the_paper_hyper_parameters(paper):
                             "reconst_iter": 0, "seed": 2, "checkpoint_every": 10000, "log_every": 100,
                             "device": "auto", "faithful": False, "amp": "auto", "channels_last": "auto",
                             "compile": False, "deterministic": False}
-    # reconstruction "always" = the whole run (configs.md)
+    # reconstruction "always" = the whole run (docs/method.md, 'Training')
     assert runs.run_config(paper, "mnist_bg_full", "neuralM", 1)["train"]["reconst_iter"] == 200000
     assert runs.run_config(paper, "3dshapes", "neural_trans", 1)["train"]["reconst_iter"] == 50000
     rec = runs.run_config(paper, "smallNORB", "lstsq_rec", 3)

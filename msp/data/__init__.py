@@ -2,7 +2,7 @@
 
     xs = build_sequences("mnist", root="data", source="embedded", T=3, seed=1).sample(32)
 
-Dataset names and their training defaults (spec configs.md, datasets.md):
+Dataset names and their training defaults (docs/datasets.md):
 mnist (digit 4), mnist_bg (digit 4 + backgrounds), mnist_bg_full (all digits +
 backgrounds), mnist_accl (digit 4, accelerations, no translation), 3dshapes, smallNORB.
 """

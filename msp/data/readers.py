@@ -1,4 +1,4 @@
-"""Readers for the raw file formats of the paper's datasets (spec datasets.md, Sources).
+"""Readers for the raw file formats of the paper's datasets (docs/datasets.md, 'Sources').
 
 - IDX (MNIST, Fashion-MNIST): big-endian; magic 2051 (images) / 2049 (labels), then the
   sizes as int32; optionally gzip-compressed.

@@ -1,4 +1,4 @@
-"""Batched rendering of Sequential-MNIST frames (spec datasets.md, Sequential MNIST).
+"""Batched rendering of Sequential-MNIST frames (docs/datasets.md, 'Sequential MNIST').
 
 One frame = resize 28 -> 24, zero-pad to 32, rotate + translate (ONE batched affine
 warp, bilinear, zero fill), colour by an HSV hue, divide by 255, optionally add a
@@ -12,7 +12,7 @@ integers)
 i.e. a rotation about pixel (16, 16) (not the geometric centre 15.5) with an
 angle-dependent zoom between 0.958 and 1.046 that also scales the translation.
 warp_mode="authors" (default) reproduces it; warp_mode="exact" is the pure rotation
-about the geometric centre plus translation by p (spec wording), for comparisons.
+about the geometric centre plus translation by p (the textbook description), for comparisons.
 """
 
 from __future__ import annotations

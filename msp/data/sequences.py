@@ -1,4 +1,4 @@
-"""Sequence generators: whole batches of (N, T, C, H, W) frames at once (spec datasets.md).
+"""Sequence generators: whole batches of (N, T, C, H, W) frames at once (docs/datasets.md).
 
 Every generator owns a CPU torch.Generator seeded by `seed`. All random parameters are
 drawn on the CPU (float64), then moved, so every device sees the same sequences; the
@@ -111,7 +111,7 @@ def gather_rows(array: np.ndarray, idx: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- MNIST
 @dataclass
 class MnistOptions:
-    """Options of Sequential MNIST and its variants (names as in spec datasets.md)."""
+    """Options of Sequential MNIST and its variants (docs/datasets.md, 'Sequential MNIST')."""
     digits: list[int] | None = field(default_factory=lambda: [4])  # None: every digit
     backgrounds: bool = False
     max_T: int = 9

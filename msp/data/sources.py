@@ -1,5 +1,5 @@
 """Downloading the raw files: the authors' Google Drive archive ("drive"), the official
-sources ("official"), or nothing at all ("embedded") (spec datasets.md, Sources).
+sources ("official"), or nothing at all ("embedded") (docs/datasets.md, 'Sources').
 
 Layout: ROOT/raw/SOURCE/FAMILY/ holds the raw files and, written last, manifest.json
 (files, sizes, sha256, source, origin, date). A later download verifies against the
