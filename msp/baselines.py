@@ -30,10 +30,13 @@ class NeuralM(SeqAE):
     def transition_from_frames(self, xs_cond):
         """xs_cond: (N, Tc, C, H, W) -> M: (N, a, a), expressed in the current basis U."""
         N = xs_cond.shape[0]
-        M = self.cfg.M_scale * self.M_net(xs_cond.flatten(1, 2)).view(N, self.dim_a, self.dim_a)  # (N, Tc C, H, W) in
+        M = self.M_net(xs_cond.flatten(1, 2)).view(N, self.dim_a, self.dim_a)  # (N, Tc C, H, W) in
+        # The network may run bf16; M and everything built from it are float32 (msp.dynamics).
+        M = self.cfg.M_scale * dynamics.at_least_float32(M)
         if self.change_of_basis is not None:
             U = self.change_of_basis.float()
-            M = torch.linalg.solve(U, M.float() @ U).to(M.dtype)  # U^-1 M U
+            with dynamics.float32_math(M.device.type):
+                M = torch.linalg.solve(U, M @ U)  # U^-1 M U
         if self.fix_indices is not None:
             idx = torch.as_tensor(self.fix_indices, device=M.device)
             keep = torch.eye(self.dim_a, device=M.device, dtype=M.dtype).repeat(N, 1, 1)

@@ -1,22 +1,85 @@
 """Latent dynamics of MSP as pure, batched, differentiable functions (docs/method.md).
 
 Latents H: (N, T, m, a); a transition M: (N, a, a) acts from the right, H_{t+1} = H_t M.
-Every solve runs in float32 with autocast disabled, whatever the caller's precision,
-and uses solve_ex so that no host-device synchronisation happens inside a step.
+The latent dynamics (Gram products, solves, powers of M, roll-outs) always run in true
+float32 — autocast disabled and TF32 off inside them — whatever precision the networks run
+in: bf16 round-off in M is amplified by its powers (M^k over a roll-out). The solves use
+solve_ex so that no host-device synchronisation happens inside a step; a singular system
+is recorded per sequence (`watch_singular`) and reported by the caller.
 """
 
+import contextlib
+import contextvars
+
 import torch
+
+
+@contextlib.contextmanager
+def float32_math(device_type: str):
+    """Inside: autocast off and no TF32 for CUDA matmuls, so float32 products are float32."""
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        with torch.autocast(device_type=device_type, enabled=False):
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+
+
+def at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    """bf16/fp16 -> float32; float32 and float64 unchanged."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
+class SingularSystems:
+    """Per-sequence flags of singular normal equations, kept on the device (no host sync)."""
+
+    def __init__(self):
+        self.flags: torch.Tensor | None = None  # (N,) bool
+
+    def add(self, info: torch.Tensor):
+        """info: (N, ...) solve_ex status (nonzero: singular) -> OR-ed into (N,) flags."""
+        bad = (info != 0).reshape(info.shape[0], -1).any(dim=1) if info.dim() else (info != 0).reshape(1)
+        self.flags = bad if self.flags is None or self.flags.shape != bad.shape else self.flags | bad
+
+
+_singular_recorder: contextvars.ContextVar[SingularSystems | None] = contextvars.ContextVar(
+    "singular_recorder", default=None)
+
+
+@contextlib.contextmanager
+def watch_singular():
+    """Record, per sequence, whether any least-squares system solved inside was singular.
+
+    with watch_singular() as singular: M = least_squares_transition(H)
+    singular.flags: (N,) bool tensor, or None when nothing was solved.
+    """
+    recorder = SingularSystems()
+    token = _singular_recorder.set(recorder)
+    try:
+        yield recorder
+    finally:
+        _singular_recorder.reset(token)
+
+
+def singular_sequences(flags: torch.Tensor | None) -> list[int]:
+    """(N,) flags -> indices of the sequences whose system was singular (a host sync)."""
+    return [] if flags is None else torch.nonzero(flags).flatten().tolist()
 
 
 def solve_normal_equations(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
     """Least-squares X minimising ||A X - B||_F via (A^T A) X = A^T B.
 
-    A: (..., r, a), B: (..., r, b) -> X: (..., a, b), float32.
+    A: (..., r, a), B: (..., r, b) -> X: (..., a, b), at least float32. A singular
+    system (solve_ex's info != 0) is recorded for the enclosing `watch_singular`.
     """
-    with torch.autocast(device_type=A.device.type, enabled=False):
-        A, B = A.float(), B.float()
+    with float32_math(A.device.type):
+        A, B = at_least_float32(A), at_least_float32(B)
         At = A.transpose(-2, -1)
-        X, _ = torch.linalg.solve_ex(At @ A, At @ B)
+        X, info = torch.linalg.solve_ex(At @ A, At @ B)  # Gram (..., a, a) and (..., a, b)
+    recorder = _singular_recorder.get()
+    if recorder is not None:
+        recorder.add(info)
     return X
 
 
@@ -88,22 +151,29 @@ def second_order_transition(H: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
 
 
 def rollout_first_order(H_last: torch.Tensor, M: torch.Tensor, n_rolls: int) -> torch.Tensor:
-    """H_last: (N, m, a), M: (N, a, a) -> (N, n_rolls, m, a) with entries H_last M^k, k = 1..n."""
-    out, h = [], H_last
-    for _ in range(n_rolls):
-        h = h @ M
-        out.append(h)
-    return torch.stack(out, dim=1)
+    """H_last: (N, m, a), M: (N, a, a) -> (N, n_rolls, m, a) with entries H_last M^k, k = 1..n.
+
+    At least float32 whatever the inputs' dtype or the autocast state (module docstring).
+    """
+    with float32_math(H_last.device.type):
+        dtype = torch.promote_types(torch.promote_types(H_last.dtype, M.dtype), torch.float32)
+        out, h, M = [], H_last.to(dtype), M.to(dtype)
+        for _ in range(n_rolls):
+            h = h @ M  # (N, m, a)
+            out.append(h)
+        return torch.stack(out, dim=1)
 
 
 def rollout_second_order(H_last: torch.Tensor, M: torch.Tensor, A: torch.Tensor, n_rolls: int) -> torch.Tensor:
-    """At every step M <- M A, then H <- H M. H_last: (N, m, a) -> (N, n_rolls, m, a)."""
-    out, h = [], H_last
-    for _ in range(n_rolls):
-        M = M @ A
-        h = h @ M
-        out.append(h)
-    return torch.stack(out, dim=1)
+    """At every step M <- M A, then H <- H M. H_last: (N, m, a) -> (N, n_rolls, m, a), at least float32."""
+    with float32_math(H_last.device.type):
+        dtype = torch.promote_types(torch.promote_types(H_last.dtype, M.dtype), torch.promote_types(A.dtype, torch.float32))
+        out, h, M, A = [], H_last.to(dtype), M.to(dtype), A.to(dtype)
+        for _ in range(n_rolls):
+            M = M @ A  # (N, a, a)
+            h = h @ M  # (N, m, a)
+            out.append(h)
+        return torch.stack(out, dim=1)
 
 
 def normalized_laplacian_nuclear_norm(W: torch.Tensor) -> torch.Tensor:
@@ -140,11 +210,13 @@ def internal_losses(H: torch.Tensor, M: torch.Tensor) -> dict[str, torch.Tensor]
     loss_internal_0: sum of squared differences H_{t+1} - H_t;
     loss_internal_T: sum of squared residuals H_{t+1} - H_t M.
     """
-    H0, H1 = H[:, :-1], H[:, 1:]
-    return {
-        "loss_internal_0": ((H1 - H0) ** 2).sum(),
-        "loss_internal_T": ((H1 - H0 @ M[:, None].to(H0.dtype)) ** 2).sum(),
-    }
+    with float32_math(H.device.type):
+        H, M = at_least_float32(H), at_least_float32(M)
+        H0, H1 = H[:, :-1], H[:, 1:]
+        return {
+            "loss_internal_0": ((H1 - H0) ** 2).sum(),
+            "loss_internal_T": ((H1 - H0 @ M[:, None]) ** 2).sum(),
+        }
 
 
 def transition_diagnostics(M: torch.Tensor, alignment: bool = False) -> dict[str, torch.Tensor]:

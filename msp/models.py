@@ -46,7 +46,7 @@ class Lstsq(SeqAE):
             start, n_rolls, target, prefix = H[:, -1], xs.shape[1] - Tc, xs[:, Tc:], H
         else:  # roll from the FIRST frame; targets are frames 2..T (method.md, model 3)
             start, n_rolls, target, prefix = H[:, 0], xs.shape[1] - 1, xs[:, 1:], H[:, :1]
-        H_pred = dynamics.rollout_first_order(start, M.to(H.dtype), n_rolls)
+        H_pred = dynamics.rollout_first_order(start, M, n_rolls)  # float32 (msp.dynamics)
         if reconst:  # also reconstruct the conditioning frames (reconst_iter switch)
             H_pred, target = torch.cat([prefix, H_pred], dim=1), xs
         loss = prediction_error(self.decode(H_pred), target)
@@ -121,7 +121,7 @@ class HOLstsq(SeqAE):
 
     def rollout(self, state, n_rolls):
         H = state["H"]
-        return dynamics.rollout_second_order(H[:, -1], state["M"].to(H.dtype), state["A"].to(H.dtype), n_rolls)
+        return dynamics.rollout_second_order(H[:, -1], state["M"], state["A"], n_rolls)  # float32
 
     def loss(self, xs, reconst=False, diagnostics=False):
         if reconst:

@@ -2,8 +2,8 @@
 
 faithful: the authors' numerics — float32 everywhere, unfused layers, no TF32, no compile.
 Otherwise, by default: fused residual blocks (exact reformulations, msp.networks), a fused
-Adam, and on CUDA bf16 autocast for the networks (the least-squares solve and the losses stay float32),
-TF32 matmuls, and channels-last activations. torch.compile is opt-in.
+Adam, and on CUDA bf16 autocast and TF32 for the networks (the latent dynamics — Gram, solve,
+M, roll-out — and the losses stay true float32: msp.dynamics.float32_math), and channels-last activations. torch.compile is opt-in.
 """
 
 import contextlib

@@ -84,7 +84,8 @@ class SeqAE(nn.Module):
         x = xs.flatten(0, 1).contiguous(memory_format=self.memory_format)  # (N T, C, H, W)
         H = self.encoder(x).view(N, T, self.dim_m, self.dim_a)
         if self.change_of_basis is not None:
-            H = H @ self.change_of_basis.to(H.dtype)
+            with dynamics.float32_math(H.device.type):
+                H = dynamics.at_least_float32(H) @ self.change_of_basis.float()  # a latent product: float32
         return H
 
     def decode(self, H: torch.Tensor) -> torch.Tensor:
@@ -105,5 +106,5 @@ class SeqAE(nn.Module):
         raise NotImplementedError
 
     def rollout(self, state: dict[str, torch.Tensor], n_rolls: int) -> torch.Tensor:
-        """First-order roll-out of the last conditioning latent: (N, n_rolls, m, a)."""
-        return dynamics.rollout_first_order(state["H"][:, -1], state["M"].to(state["H"].dtype), n_rolls)
+        """First-order roll-out of the last conditioning latent: (N, n_rolls, m, a), float32."""
+        return dynamics.rollout_first_order(state["H"][:, -1], state["M"], n_rolls)

@@ -18,6 +18,7 @@ import yaml
 from tqdm import tqdm
 
 from msp.config import load_run_config, normalize_run_config
+from msp.dynamics import singular_sequences, watch_singular
 from msp.models import build_model
 from msp.performance import apply_speed_settings
 
@@ -183,15 +184,25 @@ def train(cfg: dict, out_dir, sequences=None, progress: bool | None = None) -> P
     if ckpt is not None and "log_interval" in ckpt:
         interval = ckpt["log_interval"]
     first_bad = torch.full((), -1, device=device, dtype=torch.long)
+    # the first step with a singular least-squares system, and which sequences of its batch
+    first_singular = torch.full((), -1, device=device, dtype=torch.long)
+    singular_flags = None
+    singular_reported = []
     t_start = time.perf_counter()
 
     def check_finite():
-        bad = int(first_bad)  # the only host sync: once per log interval / checkpoint
+        bad, sing = torch.stack([first_bad, first_singular]).tolist()  # the only host sync: once per log interval
+        singular = (f"singular least-squares system at step {sing} in sequences "
+                    f"{singular_sequences(singular_flags)} of its batch" if sing >= 0 else "")
         if bad >= 0:
             last = checkpoint_paths(out_dir)
             raise NonFiniteLossError(
-                f"non-finite loss at step {bad} of {out_dir}; last good checkpoint: "
-                f"{last[-1] if last else 'none'} (kept intact). Lower train.lr or check the data.")
+                f"non-finite loss at step {bad} of {out_dir}{'; first ' + singular if singular else ''}; "
+                f"last good checkpoint: {last[-1] if last else 'none'} (kept intact). "
+                "Lower train.lr or check the data.")
+        if singular and not singular_reported:
+            singular_reported.append(True)
+            warnings.warn(f"{out_dir}: {singular}; its transition is not a least-squares solution")
 
     try:
         model.train()
@@ -206,8 +217,12 @@ def train(cfg: dict, out_dir, sequences=None, progress: bool | None = None) -> P
                 group["lr"] = lr
             log_now = (step + 1) % tc["log_every"] == 0 or step + 1 == tc["iterations"]
             xs = sequences.sample(tc["batch_size"])
-            with autocast():
+            with autocast(), watch_singular() as singular:
                 loss, metrics = model.loss(xs, reconst=step < tc["reconst_iter"], diagnostics=log_now)
+            if singular.flags is not None:  # recorded on the device: no sync here
+                first = (first_singular < 0) & singular.flags.any()
+                singular_flags = singular.flags if singular_flags is None else torch.where(first, singular.flags, singular_flags)
+                first_singular = torch.where(first, step, first_singular)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
