@@ -15,8 +15,8 @@ import sys
 
 from msp.data import DATASETS, DataError, build_sequences, dataset_family
 from msp.data.prepare import load_prepared, prepare, prepared_dir
-from msp.data.sources import (DRIVE_URL_ENV, OFFICIAL_URL_ENV, SOURCES, check_source, download,
-                              raw_dir, verify_manifest)
+from msp.data.sources import (DEADLINE, DRIVE_URL_ENV, OFFICIAL_URL_ENV, READ_TIMEOUT, SOURCES,
+                              check_source, download, raw_dir, verify_manifest)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,6 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              help=f"fetch files by name from this base URL instead (defaults: "
                                   f"${DRIVE_URL_ENV} for drive, ${OFFICIAL_URL_ENV} for official)")
             sub.add_argument("--quiet", action="store_true", help="no download progress bars")
+            sub.add_argument("--timeout", type=float, default=READ_TIMEOUT,
+                             help=f"seconds the server may stay silent before the download "
+                                  f"fails (default {READ_TIMEOUT:g})")
+            sub.add_argument("--deadline", type=float, default=DEADLINE,
+                             help=f"seconds allowed per file, whatever the server does "
+                                  f"(default {DEADLINE:g})")
         if action == "prepare":
             sub.add_argument("--force", action="store_true", help="prepare again even if done")
 
@@ -47,11 +53,9 @@ def main(args) -> int:
         check_source(family, args.source)
         if args.action == "download":
             path = download(family, args.root, args.source, base_url=args.base_url,
-                            quiet=args.quiet)
+                            quiet=args.quiet, timeout=args.timeout, deadline=args.deadline)
             print(f"{args.dataset}: raw files verified, manifest {path}")
         elif args.action == "prepare":
-            if args.source != "embedded":
-                verify_manifest(raw_dir(args.root, args.source, family), deep=False)
             path = prepare(family, args.root, args.source, force=args.force)
             print(f"{args.dataset}: prepared arrays in {path.parent}")
         elif args.action == "verify":

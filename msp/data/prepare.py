@@ -170,7 +170,7 @@ def prepare(family: str, root, source: str, force: bool = False) -> Path:
         raw_manifest = None
     else:
         raw = raw_dir(root, source, family)
-        raw_manifest = verify_manifest(raw, deep=False)
+        raw_manifest = verify_manifest(raw, deep=True)  # content, not only sizes
         if family == "mnist_bg" and source == "official":
             raise DataError(NO_OFFICIAL_BG)
         if family == "mnist":

@@ -204,13 +204,21 @@ def check_h5_label_order(path: str | os.PathLike, sizes: tuple[int, ...]) -> Non
 
 
 # ---------------------------------------------------------------------------- torch .pt
-def load_torch_object(path: str | os.PathLike):
-    """Unpickle one file of the authors' archive (prepare time only, never in training).
+def numpy_safe_globals() -> list:
+    """What torch's weights-only unpickler must additionally accept to rebuild numpy
+    arrays (the authors' archive holds some): array reconstruction and plain dtypes."""
+    multiarray = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
+    dtypes = {type(np.dtype(t)) for t in (np.bool_, np.uint8, np.int8, np.uint16, np.int16,
+                                          np.uint32, np.int32, np.uint64, np.int64,
+                                          np.float16, np.float32, np.float64)}
+    return [multiarray._reconstruct, np.ndarray, np.dtype, *dtypes]
 
-    Plain tensors load with weights_only=True; numpy arrays and other pickled objects
-    (as the authors' files hold) need the full unpickler: only use it on files that
-    came from the archive whose checksum the manifest recorded.
-    """
+
+def load_torch_object(path: str | os.PathLike):
+    """Load one file of the authors' archive as data: tensors, numpy arrays and containers
+    of them. Never the full unpickler: a file that needs it (it names code to run) is
+    refused, whatever its checksum, since a checksum only says the file is what was
+    downloaded, not that it is harmless."""
     import pickle
 
     import torch
@@ -219,13 +227,18 @@ def load_torch_object(path: str | os.PathLike):
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        pass
-    except (RuntimeError, EOFError) as error:
+        with torch.serialization.safe_globals(numpy_safe_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        names = str(error).split("Unsupported global:", 1)[-1].split(".", 1)[0] \
+            if "Unsupported global" in str(error) else type(error).__name__
+        raise DataError(f"{path}: refused to load: the file is not plain data (tensors, numpy "
+                        f"arrays, lists, dicts) but asks to run code ({names.strip()}). Such a "
+                        "file can execute anything when unpickled; do not use it. Download the "
+                        "archive again from the authors' folder, and report it if it persists") from None
+    except (RuntimeError, EOFError, ValueError) as error:
         raise DataError(f"{path}: unreadable torch file ({error}); the archive was "
                         "truncated or corrupt, delete the raw folder and download again") from None
-    return torch.load(path, map_location="cpu", weights_only=False)
 
 
 def as_numpy(obj, path: Path | str, item_shape: tuple[int, ...] | None = None) -> np.ndarray:

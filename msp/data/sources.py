@@ -108,7 +108,18 @@ def verify_manifest(directory: Path, deep: bool = True) -> dict:
     path = Path(directory) / "manifest.json"
     if not path.is_file():
         raise DataError(f"{path}: no manifest; run `msp data download` first")
-    manifest = json.loads(path.read_text())
+    try:
+        manifest = json.loads(path.read_text())
+        entries = {entry["path"]: entry for entry in manifest["files"]}
+    except (ValueError, KeyError, TypeError) as error:
+        raise DataError(f"{path}: unreadable manifest ({error}); delete {directory} and "
+                        "download again") from None
+    missing = [name for name in expected_files(manifest.get("family"), manifest.get("source"))
+               if not any(p == name or p.endswith("/" + name) or p == name + ".gz"
+                          or p.endswith("/" + name + ".gz") for p in entries)]
+    if missing:
+        raise DataError(f"{path} does not list {missing}: the download was incomplete; "
+                        f"delete {directory} and download again")
     for entry in manifest["files"]:
         f = Path(directory) / entry["path"]
         if not f.is_file():
@@ -120,29 +131,120 @@ def verify_manifest(directory: Path, deep: bool = True) -> dict:
     return manifest
 
 
+def expected_files(family: str | None, source: str | None) -> list[str]:
+    """Path suffixes a complete raw folder of (family, source) must hold."""
+    if source == "drive" and family in DRIVE_LAYOUT:
+        return DRIVE_LAYOUT[family]
+    if source == "official" and family in OFFICIAL_FILES:
+        return [name for name, _, _ in OFFICIAL_FILES[family]]
+    return []
+
+
+def is_hidden(path: Path, directory: Path) -> bool:
+    """A temporary of ours (dot-named file or folder) anywhere below directory."""
+    return any(part.startswith(".") for part in path.relative_to(directory).parts)
+
+
+def remove_leftovers(directory: Path) -> None:
+    """Delete what a killed download or unpack left (.NAME.*.part, .unpack-*)."""
+    for entry in directory.glob(".*"):
+        if entry.name.startswith(".unpack-") or entry.name.endswith(".part"):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
 # ----------------------------------------------------------------------------- fetching
-def fetch(url: str | None, dest: Path, file_id: str | None = None, quiet: bool = True) -> None:
-    """Download url (or a Google Drive file id) with gdown to dest atomically."""
+CONNECT_TIMEOUT = 30.0  # seconds to open a connection
+READ_TIMEOUT = 120.0  # seconds the server may stay silent, mid-header or mid-body
+DEADLINE = 6 * 3600.0  # seconds for one file, whatever the server does (3dshapes: 5.9 GB)
+
+
+class DownloadTimeout(DataError):
+    """The server did not answer, stalled, or the file took longer than the deadline."""
+
+
+def fetch(url: str | None, dest: Path, file_id: str | None = None, quiet: bool = True, *,
+          timeout: tuple[float, float] = (CONNECT_TIMEOUT, READ_TIMEOUT),
+          deadline: float = DEADLINE) -> None:
+    """Download url (or a Google Drive file id) with gdown to dest atomically.
+
+    A server that accepts and never answers, or stalls mid-body, fails after the read
+    timeout; a slow trickle fails at the deadline (seconds for the whole file); both
+    raise DownloadTimeout and leave nothing behind, so rerunning restarts cleanly.
+    """
+    import threading
+
     import gdown
 
     # gdown keeps partial files next to its output (to resume); a private folder in the
     # destination's folder collects them, and goes away whatever happens.
     scratch = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent))
     tmp = scratch / dest.name
+    where = url or f"Google Drive id {file_id}"
+    cancel = threading.Event()  # set at the deadline: interrupts gdown's reads
+    timer = threading.Timer(deadline, cancel.set)
+    timer.daemon = True
+    timer.start()
     try:
         gdown.download(url=url, id=file_id, output=str(tmp), quiet=quiet,
-                       use_cookies=file_id is not None)
+                       use_cookies=file_id is not None, timeout=timeout, retries=2,
+                       cancel=cancel)
         if not tmp.is_file():
-            raise DataError(f"{url or file_id}: nothing was downloaded")
+            raise DataError(f"{where}: nothing was downloaded")
         os.replace(tmp, dest)
     except DataError:
         raise
     except Exception as error:  # gdown / requests errors: name the file and the way out
-        raise DataError(f"downloading {dest.name} from {url or 'Google Drive id ' + file_id} "
-                        f"failed: {error}. Without network, place {dest.name} by hand in "
-                        f"{dest.parent}/ and run the same command again") from None
+        if cancel.is_set():
+            why = (f"not complete after the deadline of {deadline:g} s (a slow or stuck "
+                   "server); raise it with --deadline")
+        elif _is_timeout(error):
+            why = (f"the server did not answer for {timeout[1]:g} s (connect limit "
+                   f"{timeout[0]:g} s); it is down or stalled. Raise the limit with --timeout")
+        else:
+            why = f"{type(error).__name__}: {error}"
+        kind = DownloadTimeout if cancel.is_set() or _is_timeout(error) else DataError
+        raise kind(f"downloading {dest.name} from {where} failed: {why}. Rerun the same "
+                   f"command to restart the download; without network, place {dest.name} "
+                   f"by hand in {dest.parent}/ and run it again") from None
     finally:
+        timer.cancel()
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _is_timeout(error: BaseException) -> bool:
+    """A connect/read timeout, however deep gdown or requests wrapped it."""
+    import socket
+
+    import requests
+
+    while error is not None:
+        if isinstance(error, (requests.exceptions.Timeout, socket.timeout, TimeoutError)):
+            return True
+        if "timed out" in str(error).lower():
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+HTML_HINT = ("Google Drive sends such a page when the file's download quota is exceeded "
+             "(wait up to 24 h) or to confirm a virus scan of a large file")
+
+
+def check_not_html(path: Path, expected: str) -> None:
+    """Refuse an HTML page saved in place of an archive, saying what it is."""
+    with open(path, "rb") as stream:
+        head = stream.read(4096)
+    if head[:2] == b"\x1f\x8b":  # gzip: looks like the archive
+        return
+    text = head.decode("utf-8", "replace").lower()
+    if "<html" in text or "<!doctype html" in text:
+        title = ""
+        if "<title>" in text:
+            title = text.split("<title>", 1)[1].split("</title>", 1)[0].strip()
+        raise DataError(f"{path}: received an HTML page{f' ({title!r})' if title else ''} "
+                        f"instead of the archive {expected}. {HTML_HINT}. Download it in a "
+                        f"browser from https://drive.google.com/drive/folders/{DRIVE_FOLDER_ID} "
+                        f"and place {expected} in {path.parent}/, then run the same command")
 
 
 def drive_file_ids(quiet: bool = True) -> dict[str, str]:
@@ -184,7 +286,8 @@ def locate(directory: Path, suffix: str, gz_ok: bool = False) -> Path | None:
     names = [suffix] + ([suffix + ".gz"] if gz_ok else [])
     for name in names:
         hits = sorted(p for p in directory.rglob(Path(name).name)
-                      if p.is_file() and p.as_posix().endswith("/" + name))
+                      if p.is_file() and p.as_posix().endswith("/" + name)
+                      and not is_hidden(p, directory))
         if hits:
             return hits[0]
     return None
@@ -205,7 +308,8 @@ def check_drive_layout(directory: Path, family: str, archive_name: str) -> list[
     return found
 
 
-def download_drive(family: str, directory: Path, base_url: str | None, quiet: bool) -> dict:
+def download_drive(family: str, directory: Path, base_url: str | None, quiet: bool,
+                   **limits) -> dict:
     name = DRIVE_ARCHIVE[family]
     archive = directory / name
     hand_placed = archive.is_file()
@@ -213,17 +317,25 @@ def download_drive(family: str, directory: Path, base_url: str | None, quiet: bo
         origin = {"archive": name, "url": "placed by hand"}
     elif base_url:
         url = base_url.rstrip("/") + "/" + name
-        fetch(url, archive, quiet=quiet)
+        fetch(url, archive, quiet=quiet, **limits)
         origin = {"archive": name, "url": url}
     else:
         ids = drive_file_ids(quiet)
         if name not in ids:
             raise DataError(f"{name} is not in the authors' Google Drive folder "
                             f"{DRIVE_FOLDER_ID} (it holds {sorted(ids)})")
-        fetch(None, archive, file_id=ids[name], quiet=quiet)
+        fetch(None, archive, file_id=ids[name], quiet=quiet, **limits)
         origin = {"archive": name, "url": f"https://drive.google.com/uc?id={ids[name]}"}
+    try:
+        check_not_html(archive, name)
+    except DataError:
+        if not hand_placed:
+            archive.unlink(missing_ok=True)
+        raise
     origin["archive_sha256"] = file_digest(archive)
     origin["archive_bytes"] = archive.stat().st_size
+    # Unpacked into a hidden temporary folder, moved in only when complete; a kill in
+    # between leaves that folder, which the next download removes and never lists.
     unpack = Path(tempfile.mkdtemp(prefix=".unpack-", dir=directory))
     try:
         safe_extract(archive, unpack)
@@ -269,7 +381,8 @@ def check_h5_file(path: Path) -> None:
                         "labels (480000, 6)")
 
 
-def download_official(family: str, directory: Path, base_url: str | None, quiet: bool) -> dict:
+def download_official(family: str, directory: Path, base_url: str | None, quiet: bool,
+                      **limits) -> dict:
     origin = {}
     for name, url, md5 in OFFICIAL_FILES[family]:
         dest = directory / name
@@ -277,7 +390,7 @@ def download_official(family: str, directory: Path, base_url: str | None, quiet:
             url = base_url.rstrip("/") + "/" + name
         placed = dest.is_file()
         if not placed:
-            fetch(url, dest, quiet=quiet)
+            fetch(url, dest, quiet=quiet, **limits)
         try:
             if md5 is not None and file_digest(dest, "md5") != md5:
                 raise DataError(f"{dest}: MD5 {file_digest(dest, 'md5')} differs from the "
@@ -295,8 +408,11 @@ def download_official(family: str, directory: Path, base_url: str | None, quiet:
 
 
 def download(family: str, root, source: str, *, base_url: str | None = None,
-             quiet: bool = True) -> Path:
-    """Fetch (or verify) the raw files of one family; returns the manifest path."""
+             quiet: bool = True, timeout: float = READ_TIMEOUT,
+             deadline: float = DEADLINE) -> Path:
+    """Fetch (or verify) the raw files of one family; returns the manifest path.
+
+    timeout: seconds the server may stay silent; deadline: seconds per file."""
     check_source(family, source)
     directory = raw_dir(root, source, family)
     directory.mkdir(parents=True, exist_ok=True)
@@ -304,13 +420,16 @@ def download(family: str, root, source: str, *, base_url: str | None = None,
     if manifest.is_file():
         verify_manifest(directory, deep=True)
         return manifest
+    remove_leftovers(directory)
+    limits = {"timeout": (CONNECT_TIMEOUT, float(timeout)), "deadline": float(deadline)}
     if source == "embedded":
         return write_manifest(directory, family, source, [], {"generator": "msp.data.embedded"})
     if source == "drive":
-        origin = download_drive(family, directory, base_url or os.environ.get(DRIVE_URL_ENV), quiet)
+        origin = download_drive(family, directory, base_url or os.environ.get(DRIVE_URL_ENV),
+                                quiet, **limits)
     else:
         origin = download_official(family, directory, base_url or os.environ.get(OFFICIAL_URL_ENV),
-                                   quiet)
+                                   quiet, **limits)
     files = [p for p in directory.rglob("*") if p.is_file() and p.name != "manifest.json"
-             and not p.name.startswith(".") and p.name != DRIVE_ARCHIVE.get(family)]
+             and not is_hidden(p, directory) and p.name != DRIVE_ARCHIVE.get(family)]
     return write_manifest(directory, family, source, files, origin)
