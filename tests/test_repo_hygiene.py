@@ -83,7 +83,7 @@ def test_no_citations_of_files_outside_the_repository():
 
 
 def test_docs_cited_by_the_code_exist():
-    """Every docs/NAME.md that a tracked file mentions is in the repository."""
+    """Every documentation file (docs/ + name + .md) that a tracked file mentions exists."""
     cited = re.compile(r"\bdocs/([A-Za-z0-9_-]+\.md)\b")
     missing = []
     for path in tracked_text_files():
