@@ -17,7 +17,7 @@ class NeuralMConfig(SeqAEConfig):
 
 
 class NeuralM(SeqAE):
-    """M predicted by a second ResNet encoder from the stacked conditioning frames (model 5)."""
+    """M predicted by a second ResNet encoder from the stacked conditioning frames (docs/method.md, 'neuralM')."""
 
     Config = NeuralMConfig
     name = "neuralM"
@@ -72,7 +72,7 @@ class NeuralMLatentPredConfig(NeuralMConfig):
 
 
 class NeuralMLatentPred(NeuralM):
-    """Neural M* with column-normalized latents and a mixed observation/latent loss (model 6)."""
+    """Neural M* with column-normalized latents and a mixed observation/latent loss (docs/method.md, 'neuralM_latentpred')."""
 
     Config = NeuralMLatentPredConfig
     name = "neuralM_latentpred"
@@ -110,7 +110,7 @@ class NeuralTransConfig(SeqAEConfig):
 
 
 class NeuralTrans(SeqAE):
-    """Autoregressive latent predictor: the last Tc latents -> the next one (model 7)."""
+    """Autoregressive latent predictor: the last Tc latents -> the next one (docs/method.md, 'neural_trans')."""
 
     Config = NeuralTransConfig
     name = "neural_trans"

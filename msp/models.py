@@ -3,7 +3,7 @@
 One interface for all (msp.seqae.SeqAE): `loss(xs, reconst, diagnostics)`, `encode`,
 `decode`, `infer_transition`, `rollout`, `predict`, and for SBD `set_change_of_basis` /
 `set_fix_indices`. Hyper-parameters come from one dataclass per model (`Model.Config`).
-This file holds the MSP family (models 1-4); the baselines live in msp.baselines.
+This file holds the MSP family (lstsq, lstsq_multi, lstsq_rec, holstsq); the baselines live in msp.baselines.
 """
 
 from dataclasses import dataclass
@@ -23,7 +23,7 @@ class LstsqConfig(SeqAEConfig):
 
 
 class Lstsq(SeqAE):
-    """MSP: M* fitted by least squares inside each sequence (method.md, model 1)."""
+    """MSP: M* fitted by least squares inside each sequence (docs/method.md, 'lstsq')."""
 
     Config = LstsqConfig
     name = "lstsq"
@@ -44,7 +44,7 @@ class Lstsq(SeqAE):
         M = self.transition(H)
         if self.cfg.predictive:
             start, n_rolls, target, prefix = H[:, -1], xs.shape[1] - Tc, xs[:, Tc:], H
-        else:  # roll from the FIRST frame; targets are frames 2..T (method.md, model 3)
+        else:  # roll from the FIRST frame; targets are frames 2..T (docs/method.md, 'lstsq_rec')
             start, n_rolls, target, prefix = H[:, 0], xs.shape[1] - 1, xs[:, 1:], H[:, :1]
         H_pred = dynamics.rollout_first_order(start, M, n_rolls)  # float32 (msp.dynamics)
         if reconst:  # also reconstruct the conditioning frames (reconst_iter switch)
@@ -62,7 +62,7 @@ class LstsqMultiConfig(LstsqConfig):
 
 
 class LstsqMulti(Lstsq):
-    """MSP with K fixed blocks, each solved on its own columns (method.md, model 2)."""
+    """MSP with K fixed blocks, each solved on its own columns (docs/method.md, 'lstsq_multi')."""
 
     Config = LstsqMultiConfig
     name = "lstsq_multi"
@@ -99,7 +99,7 @@ class HOLstsqConfig(SeqAEConfig):
 
 
 class HOLstsq(SeqAE):
-    """Second-order MSP for accelerated sequences (method.md, model 4)."""
+    """Second-order MSP for accelerated sequences (docs/method.md, 'holstsq')."""
 
     Config = HOLstsqConfig
     name = "holstsq"
