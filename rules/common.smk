@@ -139,9 +139,11 @@ def eval_flags(action):
     flags = [f"--device {cfg['device']}"]
     if cfg["seed"] is not None:
         flags.append(f"--seed {cfg['seed']}")
-    if cfg["batch_size"] is not None:
+    # batch_size / n_batches size the prediction and equivariance sets (samples: one batch);
+    # SBD keeps its own sample (its defaults, or extra_args.sbd)
+    if cfg["batch_size"] is not None and action != "sbd":
         flags.append(f"--batch-size {cfg['batch_size']}")
-    if cfg["n_batches"] is not None and action != "samples":  # samples: one batch
+    if cfg["n_batches"] is not None and action in ("prediction", "equivariance"):
         flags.append(f"--n-batches {cfg['n_batches']}")
     flags.append(cfg["extra_args"][action])
     return " ".join(flags).strip()

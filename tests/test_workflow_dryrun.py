@@ -88,3 +88,20 @@ def test_lint_is_clean(tmp_path):
 def test_snakefmt_is_clean():
     result = subprocess.run(["snakefmt", "--check", "."], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_quick_evaluation_sizes_do_not_shrink_the_sbd_sample(tmp_path):
+    """evaluation.n_batches / batch_size size prediction and equivariance only; SBD keeps its own."""
+    override = tmp_path / "quick.yaml"
+    override.write_text(yaml.safe_dump({"evaluation": {"n_batches": 3, "batch_size": 5,
+                                                       "extra_args": {"sbd": "--epochs 2"}}}))
+    run = "results/demo/mnist/lstsq/seed1/eval"
+    result = snakemake(f"{run}/sbd/sbd.json", f"{run}/prediction.csv", "-n", "-p", "--forceall",
+                       "--configfile", str(ROOT / "configs" / "demo.yaml"), str(override), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    commands = [line for line in (result.stdout + result.stderr).splitlines() if "msp evaluate" in line]
+    sbd = [c for c in commands if "msp evaluate sbd" in c]
+    prediction = [c for c in commands if "msp evaluate prediction" in c]
+    assert len(sbd) == 1 and len(prediction) == 1, commands
+    assert "--n-batches 3" in prediction[0] and "--batch-size 5" in prediction[0]
+    assert "--n-batches" not in sbd[0] and "--batch-size" not in sbd[0] and "--epochs 2" in sbd[0]
