@@ -89,7 +89,7 @@ PAPER = {  # dataset: (image_shape, k, n_blocks) from docs/method.md, 'Training'
 
 
 @pytest.mark.parametrize("dataset", sorted(PAPER))
-def test_parameter_count_of_msp_matches_the_spec(dataset):
+def test_parameter_count_of_msp_matches_a_count_by_hand(dataset):
     shape, k, n_blocks = PAPER[dataset]
     with torch.device("meta"):
         model = build_model({"name": "lstsq", "k": k, "n_blocks": n_blocks}, shape)

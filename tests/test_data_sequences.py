@@ -157,7 +157,7 @@ def test_same_seed_same_batch_and_state_round_trip(root, tmp_path):
         assert all(torch.equal(e, resumed.sample(4)) for e in expected)
 
 
-def test_mnist_translation_and_acceleration_follow_the_spec(root):
+def test_mnist_translation_and_acceleration_follow_the_generative_process(root):
     gen = make(root, "mnist", T=6, seed=9)
     _, info = gen.sample_with_factors(32)
     t = torch.arange(6, dtype=torch.float64)

@@ -34,7 +34,7 @@ def fake_world(monkeypatch):
     return seen
 
 
-def test_cli_defaults_follow_the_spec(tmp_path, fake_world):
+def test_cli_defaults_follow_the_protocols(tmp_path, fake_world):
     run_msp(["evaluate", "prediction", "--checkpoint", "x.pt", "--out", str(tmp_path / "p.csv"), "--device", "cpu"])
     table = pd.read_csv(tmp_path / "p.csv")
     assert list(table.columns) == ["horizon", "mse", "mse_sem", "n_sequences"]

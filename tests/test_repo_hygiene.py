@@ -38,6 +38,7 @@ SPEC_CITATIONS = [
     re.compile(r"\bconfigs" + r"\.md"),
     # a bare name of a background note, e.g. "(method" ".md, model 3)"; docs/method.md is fine
     re.compile(r"(?<![\w/.-])(?:method|datasets|evaluation)" + r"\.md\b"),
+    re.compile(r"(?:\b|_)the[_ ]" + SPEC + r"(?:\b|_)", re.IGNORECASE),  # test names like ..._follow_the_<note>
 ]
 
 
@@ -150,6 +151,7 @@ def test_machine_path_patterns_ignore(line, tmp_path):
     ("grid of configs" + ".md", 1),
     ("frames 2..T (method" + ".md, model 3)", 1),
     ("see docs/method.md, 'lstsq'", 0),
+    ("def test_cli_defaults_follow_the_" + SPEC + "(tmp_path):", 1),
     ("# docs/method.md, 'Least squares'", 0),
     ("class DatasetSpec:", 0),
     ("for name, spec in meta.items():", 0),

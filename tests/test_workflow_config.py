@@ -63,7 +63,7 @@ def test_run_config_is_accepted_by_the_trainer(paper):
         normalize_run_config(runs.run_config(paper, run.dataset, run.model, run.seed))
 
 
-def test_evaluations_follow_the_spec_table(paper):
+def test_evaluations_follow_the_paper_protocol(paper):
     count = {kind: len(runs.evaluated_runs(paper, kind)) for kind in runs.EVALUATIONS}
     # prediction: every run; equivariance: neuralM, lstsq_rec, lstsq on 5 datasets + holstsq;
     # sbd: lstsq on the 5 non-accelerated datasets; samples: every dataset x model, first seed
