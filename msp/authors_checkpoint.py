@@ -24,7 +24,7 @@ In the 1x1-Conv1d blocks of `ar`, c1/c2/c_sc/norm1/norm2 -> fc1/fc2/shortcut/nor
 Conv1d weights (out, in, 1) become Linear weights (out, in).
 
 CLI: `msp import-authors --snapshot FILE --model NAME --dataset NAME --out model.pt` writes a
-checkpoint in our format (docs/interfaces.md), loadable by msp.train.load_checkpoint.
+checkpoint in our format (docs/interfaces.md), loadable by msp.checkpoint.load_checkpoint.
 """
 
 import re
@@ -429,15 +429,14 @@ def add_arguments(parser):
 
 
 def main(args):
-    from msp.train import atomic_save, load_checkpoint
+    from msp.checkpoint import load_checkpoint, save_checkpoint
 
     overrides = {field: getattr(args, field) for field in FLAG_FIELDS}
     _, checkpoint = import_snapshot(
         args.snapshot, args.dataset, args.model, overrides, args.authors_config, args.root, args.source, args.step,
         args.workflow_config)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_save(checkpoint, out)
+    save_checkpoint(checkpoint, out)
     load_checkpoint(out)  # the file must load the way evaluation loads it
     m = checkpoint["config"]["model"]
     print(f"wrote {out}: {m['name']} on {args.dataset} (k={m['k']}, dim_m={m['dim_m']}, dim_a={m['dim_a']}, "

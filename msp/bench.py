@@ -14,7 +14,6 @@ On a GPU the host synchronizes only around the timed regions; a second, unsynchr
 loop gives the pipelined step time that training actually sees.
 """
 
-import json
 import os
 import platform
 import resource
@@ -27,6 +26,7 @@ import torch
 import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
+from msp import io
 from msp.config import normalize_run_config
 from msp.models import build_model, count_parameters
 from msp.performance import apply_speed_settings
@@ -324,7 +324,7 @@ def main(args):
     threads = args.threads or (1 if args.quick else None)  # --quick: one thread, robust on busy CI hosts
     if threads:
         torch.set_num_threads(threads)
-    from msp.train import resolve_device
+    from msp.device import resolve_device
 
     device = resolve_device(args.device)
     steps = args.steps or (2 if args.quick else 10)
@@ -351,10 +351,5 @@ def main(args):
                  for speed in dict.fromkeys(r["speed"] for r in rows)}
     print(format_report(info, rows, estimates, args.quick))
     if args.json:
-        out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-        tmp.write_text(json.dumps({"device": info, "quick": args.quick, "results": rows, "paper_estimate": estimates},
-                                  indent=2))
-        os.replace(tmp, out)
+        io.write_json(args.json, {"device": info, "quick": args.quick, "results": rows, "paper_estimate": estimates})
     return 0

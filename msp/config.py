@@ -11,6 +11,9 @@ from pathlib import Path
 
 import yaml
 
+from msp.fields import dataclass_from_dict
+from msp.models import model_config
+
 DATASETS = ("mnist", "mnist_bg", "mnist_bg_full", "mnist_accl", "3dshapes", "smallNORB")
 SOURCES = ("drive", "official", "embedded")
 
@@ -58,41 +61,8 @@ class TrainConfig:
             raise ValueError(f"train.lr must be > 0, got {self.lr}")
 
 
-def dataclass_from_dict(cls, section: str, values: dict | None):
-    """Build a config dataclass; an unknown key or a wrong type is an error naming section.key."""
-    values = dict(values or {})
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise ValueError(f"unknown key(s) {unknown} in section '{section}': valid keys are {sorted(names)}")
-    for f in dataclasses.fields(cls):
-        if f.name in values:
-            values[f.name] = check_type(f"{section}.{f.name}", values[f.name], f.type)
-    return cls(**values)
-
-
-def check_type(key: str, value, annotation):
-    """YAML scalars -> the field's type; a wrong type names the key (e.g. train.iterations: 'many')."""
-    expected = {"int": int, "float": float, "str": str, "bool": bool, "dict": dict}.get(
-        annotation if isinstance(annotation, str) else getattr(annotation, "__name__", ""))
-    if expected is None:
-        return value
-    if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if expected is float and isinstance(value, str):  # YAML reads 3e-4 (no dot) as a string
-        try:
-            return float(value)
-        except ValueError:
-            pass
-    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-        raise ValueError(f"{key} must be of type {expected.__name__}, got {value!r} ({type(value).__name__})")
-    return value
-
-
 def normalize_run_config(cfg: dict) -> dict:
     """Validate a run config dict and return it with every default filled in."""
-    from msp.models import model_config
-
     if not isinstance(cfg, dict):
         raise ValueError(f"a run config must be a mapping with sections dataset/model/train, got {type(cfg).__name__}")
     unknown = sorted(set(cfg) - {"dataset", "model", "train"})

@@ -14,56 +14,21 @@ same sequences. Outputs are written atomically (temporary file, then rename).
 """
 
 import argparse
-import json
-import os
-import tempfile
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from msp import eval_protocols as ep
-from msp import sbd
+from msp import io, sbd
+from msp.device import DEVICE_HELP, resolve_device
 
 
 def load_checkpoint(path, device):
     """(model in eval mode on `device`, run config dict). Patched by the tests' fakes."""
-    from msp.train import load_checkpoint as load
+    from msp.checkpoint import load_checkpoint as load
 
     model, config = load(path, map_location="cpu")
     return model.to(device).eval(), config
-
-
-def resolve_device(name):
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def write_atomic(path, write):
-    """Call write(file_object) on a temporary file next to `path`, then rename it onto `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-def write_csv(path, frame):
-    write_atomic(path, lambda f: f.write(frame.to_csv(index=False).encode()))
-
-
-def write_npz(path, arrays):
-    write_atomic(path, lambda f: np.savez_compressed(f, **arrays))
-
-
-def write_json(path, obj):
-    write_atomic(path, lambda f: f.write((json.dumps(obj, indent=2) + "\n").encode()))
 
 
 def _common(p, *, batch_size, seed, T_help):
@@ -76,7 +41,7 @@ def _common(p, *, batch_size, seed, T_help):
     p.add_argument("--T-cond", type=int, default=None, help="conditioning frames (default per dataset: 2; mnist_accl: 5)")
     p.add_argument("--batch-size", type=int, default=batch_size)
     p.add_argument("--seed", type=int, default=seed, help="seed of the evaluation set (same for every model)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
 
 
 def add_arguments(parser: argparse.ArgumentParser):
@@ -121,17 +86,17 @@ def main(args):
             n_batches = args.n_batches or ep.default_n_batches(name, args.batch_size)
             gen = make_generator(T=args.T or protocol.prediction_T)
             errors = ep.prediction_errors(model, gen, T_cond, args.batch_size, n_batches)
-            write_csv(args.out, ep.summarize_prediction(errors))
+            io.write_csv(args.out, ep.summarize_prediction(errors))
         elif args.action == "equivariance":
             ep.require_transition(model, "the equivariance evaluation")
             n_batches = args.n_batches or ep.default_n_batches(name, args.batch_size)
             gen = make_generator(T=args.T or protocol.equivariance_T, shared_transition=True)
             Lp, Lp_equiv = ep.equivariance_errors(model, gen, T_cond, args.batch_size, n_batches)
-            write_csv(args.out, ep.summarize_equivariance(Lp, Lp_equiv))
+            io.write_csv(args.out, ep.summarize_equivariance(Lp, Lp_equiv))
         elif args.action == "samples":
             # shared transformations, so that the swapped-M row shows the same motion
             gen = make_generator(T=args.T or protocol.prediction_T, shared_transition=True)
-            write_npz(args.out, ep.generate_samples(model, gen.sample(args.batch_size), T_cond))
+            io.save_npz(args.out, ep.generate_samples(model, gen.sample(args.batch_size), T_cond))
     if args.action == "sbd":  # learning U needs gradients; run_sbd disables them elsewhere
         T = args.T or protocol.sbd_T
         settings = sbd.SBDSettings(T=T, T_cond=T_cond, batch_size=args.batch_size, n_batches=args.n_batches,
@@ -145,6 +110,6 @@ def main(args):
         summary, arrays = sbd.run_sbd(model, make_sbd_generator, settings, disentangle_split=split)
         summary.update(checkpoint=str(args.checkpoint), dataset=name, model=model.name)
         out = Path(args.out)
-        write_npz(out / "sbd_maps.npz", arrays)
-        write_json(out / "sbd.json", summary)  # last: its presence marks a complete output
+        io.save_npz(out / "sbd_maps.npz", arrays)
+        io.write_json(out / "sbd.json", summary)  # last: its presence marks a complete output
     return 0

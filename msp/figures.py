@@ -11,7 +11,6 @@ to each requested path (the extension picks the format: .png, .pdf).
 """
 
 import json
-import os
 from pathlib import Path
 
 import matplotlib
@@ -20,6 +19,8 @@ matplotlib.use("Agg")  # files only; no display on cluster nodes
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+
+from msp import io  # noqa: E402
 
 # One colour per model across every figure.
 MODEL_ORDER = ["neural_trans", "neuralM", "lstsq_rec", "lstsq_multi", "lstsq", "holstsq",
@@ -33,12 +34,11 @@ def model_color(model: str):
 
 def save(fig, paths) -> None:
     """Write `fig` to every path (format from the extension), atomically."""
-    for path in map(Path, paths):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
-        fig.savefig(tmp, dpi=150, bbox_inches="tight")
-        os.replace(tmp, path)
-    plt.close(fig)
+    try:
+        for path in paths:
+            io.save_figure(fig, path, dpi=150, bbox_inches="tight")
+    finally:
+        plt.close(fig)
 
 
 def _ordered(models) -> list:

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 
 from msp import dynamics
-from msp.config import dataclass_from_dict
+from msp.fields import dataclass_from_dict
 from msp.baselines import CPC, NeuralM, NeuralMLatentPred, NeuralTrans, SimCLR
 from msp.seqae import SeqAE, SeqAEConfig, prediction_error
 

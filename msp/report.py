@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from msp import claims as claims_mod
-from msp import figures, tables
+from msp import figures, io, tables
 
 FIGURES = ("comp_error", "equiv_error", "sbd", "sbd_components", "disentangle", "gen_images")
 
@@ -76,7 +76,7 @@ def _gather(args) -> None:
     frame = tables.gather_runs(args.kind, args.inputs)
     if args.dataset and set(frame.dataset) != {args.dataset}:
         raise SystemExit(f"msp report gather: inputs belong to {sorted(set(frame.dataset))}, not {args.dataset!r}")
-    tables.atomic_write_text(args.out, frame.to_csv(index=False))
+    io.write_text(args.out, frame.to_csv(index=False))
     print(f"{args.out}: {len(frame)} rows from {len(args.inputs)} runs")
 
 
@@ -94,9 +94,9 @@ def _claims(args) -> None:
     frame = claims_mod.claims_frame(ours, theirs)
     for path in args.out:
         if path.endswith(".csv"):
-            tables.atomic_write_text(path, frame.to_csv(index=False))
+            io.write_text(path, frame.to_csv(index=False))
         elif path.endswith(".md"):
-            tables.atomic_write_text(path, claims_mod.claims_markdown(frame))
+            io.write_text(path, claims_mod.claims_markdown(frame))
         else:
             raise SystemExit(f"msp report claims: --out {path}: use a .csv or .md file name")
     for claim in ours:
@@ -143,7 +143,7 @@ def _summary(args) -> None:
         if path.endswith(".png"):
             rel = os.path.relpath(path, out_dir)
             parts += [f"### {Path(path).stem}", "", f"![{Path(path).stem}]({rel})", ""]
-    tables.atomic_write_text(args.out, "\n".join(parts))
+    io.write_text(args.out, "\n".join(parts))
     print(args.out)
 
 

@@ -9,11 +9,12 @@ read ours and the authors' numbers the same way.
 
 import json
 import math
-import os
 import re
 from pathlib import Path
 
 import pandas as pd
+
+from msp import io
 
 REFERENCE_CSV = Path(__file__).parent / "reference" / "reference_results.csv"
 SUMMARY_COLUMNS = ["evaluation", "dataset", "model", "horizon", "metric", "mean", "std", "n_seeds"]
@@ -21,14 +22,6 @@ METRICS = {"prediction": ["mse"], "equivariance": ["Lp", "Lp_equiv"]}
 SBD_METRICS = ["off_block_energy_before", "off_block_energy_after", "off_block_energy_chance", "factor_block_score"]
 # results/{dataset}/{model}/seed{seed}/eval/... (rules/common.smk)
 RUN_PATH = re.compile(r"(?:^|/)(?P<dataset>[^/]+)/(?P<model>[^/]+)/seed(?P<seed>\d+)/eval/")
-
-
-def atomic_write_text(path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def run_of(path) -> dict:
@@ -291,10 +284,10 @@ def write_table(kind: str, table: pd.DataFrame, out_dir) -> list[Path]:
     """results/tables/{kind}.csv (numbers), .md and .tex (formatted)."""
     out_dir = Path(out_dir)
     paths = [out_dir / f"{kind}.{ext}" for ext in ("csv", "md", "tex")]
-    atomic_write_text(paths[0], table.to_csv(index=False, float_format="%.6g"))
+    io.write_text(paths[0], table.to_csv(index=False, float_format="%.6g"))
     md = display_frame(kind, table).to_markdown(index=False, disable_numparse=True)
-    atomic_write_text(paths[1], f"{CAPTIONS[kind]}\n\n{md}\n")
-    atomic_write_text(paths[2], to_latex(display_frame(kind, table), CAPTIONS[kind]))
+    io.write_text(paths[1], f"{CAPTIONS[kind]}\n\n{md}\n")
+    io.write_text(paths[2], to_latex(display_frame(kind, table), CAPTIONS[kind]))
     return paths
 
 

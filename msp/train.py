@@ -6,7 +6,6 @@ DIR/model.pt                      the final checkpoint, written last: the comple
 """
 
 import json
-import os
 import signal
 import sys
 import time
@@ -14,10 +13,13 @@ import warnings
 from pathlib import Path
 
 import torch
-import yaml
 from tqdm import tqdm
 
+from msp import io
+from msp.checkpoint import (checkpoint_paths, load_latest_checkpoint, periodic_path, prune_checkpoints,
+                            save_checkpoint)
 from msp.config import load_run_config, normalize_run_config
+from msp.device import DEVICE_HELP, resolve_device
 from msp.dynamics import singular_sequences, watch_singular
 from msp.models import build_model
 from msp.performance import apply_speed_settings
@@ -25,60 +27,6 @@ from msp.performance import apply_speed_settings
 
 class NonFiniteLossError(RuntimeError):
     pass
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"train.device is {name!r} but CUDA is not available here: use 'auto' or 'cpu'")
-    return torch.device(name)
-
-
-def atomic_save(obj, path: Path):
-    """torch.save to a temp file in the same folder, fsync, then rename: never a half file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise OSError(err.errno, f"could not write checkpoint {path} ({err.strerror}); free disk space "
-                      "and rerun the same command: training resumes from the last complete checkpoint") from err
-
-
-def checkpoint_paths(out_dir: Path) -> list[Path]:
-    """Periodic checkpoints of a run, oldest first."""
-    return sorted((Path(out_dir) / "checkpoints").glob("step_*.pt"))
-
-
-def load_latest_checkpoint(out_dir: Path, map_location="cpu"):
-    """The newest checkpoint that loads; a truncated or corrupt one is skipped with a warning."""
-    for path in reversed(checkpoint_paths(out_dir)):
-        try:
-            return torch.load(path, map_location=map_location, weights_only=False), path
-        except Exception as err:  # truncated pickle/zip: fall back to the previous one
-            warnings.warn(f"checkpoint {path} is unreadable ({type(err).__name__}: {err}); trying an older one")
-    return None, None
-
-
-def load_checkpoint(path, map_location="cpu"):
-    """A checkpoint file -> (model in eval mode, full run config dict)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist: train the run first (msp train / snakemake)")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as err:
-        raise RuntimeError(f"checkpoint {path} is unreadable ({err}); delete it and rerun training") from None
-    cfg = ckpt["config"]
-    model = build_model(cfg["model"], cfg["model"]["image_shape"])
-    model.load_state_dict(ckpt["model"])
-    return model.to(map_location).eval(), cfg
 
 
 def build_training_sequences(cfg: dict, device: torch.device):
@@ -116,9 +64,7 @@ def _truncate_metrics(path: Path, step: int):
     if not path.exists():
         return
     lines = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(ln + "\n" for ln in lines))
-    os.replace(tmp, path)
+    io.write_text(path, "".join(ln + "\n" for ln in lines))
 
 
 def train(cfg: dict, out_dir, sequences=None, progress: bool | None = None) -> Path:
@@ -156,9 +102,7 @@ def train(cfg: dict, out_dir, sequences=None, progress: bool | None = None) -> P
             torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
         step = ckpt["step"]
         print(f"resuming {out_dir} from {ckpt_path.name} (step {step})", file=sys.stderr)
-    tmp = out_dir / ".config.yaml.tmp"
-    tmp.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    os.replace(tmp, out_dir / "config.yaml")
+    io.write_yaml(out_dir / "config.yaml", cfg)
     metrics_path = out_dir / "metrics.jsonl"
     _truncate_metrics(metrics_path, step)
 
@@ -172,9 +116,8 @@ def train(cfg: dict, out_dir, sequences=None, progress: bool | None = None) -> P
         }
 
     def save_periodic():
-        atomic_save(make_checkpoint(), out_dir / "checkpoints" / f"step_{step:08d}.pt")
-        for old in checkpoint_paths(out_dir)[: -tc["keep_checkpoints"]]:
-            old.unlink(missing_ok=True)
+        save_checkpoint(make_checkpoint(), periodic_path(out_dir, step))
+        prune_checkpoints(out_dir, tc["keep_checkpoints"])
 
     terminated = []  # SIGTERM (SLURM time limit, preemption): checkpoint, then exit
     previous_handler = signal.signal(signal.SIGTERM, lambda *_: terminated.append(True))
@@ -251,14 +194,14 @@ def train(cfg: dict, out_dir, sequences=None, progress: bool | None = None) -> P
         signal.signal(signal.SIGTERM, previous_handler)
     final = make_checkpoint()
     final["final"] = True
-    atomic_save(final, final_path)
+    save_checkpoint(final, final_path)
     return final_path
 
 
 def add_arguments(parser):
     parser.add_argument("--config", required=True, help="run config YAML (sections dataset, model, train)")
     parser.add_argument("--out", required=True, help="run directory: checkpoints, metrics.jsonl, model.pt")
-    parser.add_argument("--device", help="override train.device (auto, cpu, cuda, cuda:N)")
+    parser.add_argument("--device", help=f"override train.device: {DEVICE_HELP}")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

@@ -20,7 +20,7 @@ import torch.nn.utils.parametrize as parametrize
 from msp.authors_checkpoint import AuthorsCheckpointError, fold_change_of_basis, load_authors_state_dict
 from msp.models import build_model
 from msp.networks import set_fused_kernels
-from msp.train import load_checkpoint
+from msp.checkpoint import load_checkpoint
 
 
 class Standardize(nn.Module):

@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from toys import RotatingBlobs
@@ -35,7 +36,9 @@ def run_config(tmp_path, **changes):
     ({"model__name": "lstq"}, r"unknown model 'lstq': choose one of"),
     ({"dataset__name": "mnist3d"}, r"unknown dataset.name 'mnist3d': choose one of"),
     ({"model__dim_m": "big"}, r"model.dim_m must be of type int"),
-    ({"train__device": "cuda:0"}, r"CUDA is not available here: use 'auto' or 'cpu'"),
+    pytest.param({"train__device": "cuda:0"}, r"CUDA requested \(device 'cuda:0'\) but not available.*--device cpu",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")),
+    ({"train__device": "gpu"}, r"unknown device 'gpu': use auto"),
 ])
 def test_bad_run_config_is_named_before_training(tmp_path, changes, message):
     import re
@@ -68,6 +71,14 @@ def test_evaluating_an_untrained_run_names_the_checkpoint(tmp_path):
     assert code == 1
     assert str(missing) in stderr and "train the run first" in stderr, stderr
     assert not (tmp_path / "pred.csv").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
+def test_evaluate_on_cuda_without_cuda_names_the_fix(tmp_path):
+    code, stderr = msp("evaluate", "prediction", "--checkpoint", tmp_path / "model.pt", "--out", tmp_path / "p.csv",
+                       "--device", "cuda")
+    assert code == 1 and "Traceback" not in stderr and "AssertionError" not in stderr, stderr
+    assert "CUDA requested (device 'cuda') but not available" in stderr and "--device cpu" in stderr, stderr
 
 
 def test_finished_run_is_never_overwritten(tmp_path):

@@ -6,7 +6,8 @@ import pytest
 import torch
 import yaml
 
-from msp.train import NonFiniteLossError, checkpoint_paths, load_checkpoint, train
+from msp.checkpoint import checkpoint_paths, load_checkpoint
+from msp.train import NonFiniteLossError, train
 from toys import FailingAfter, NaNAfter, RotatingBlobs
 
 

@@ -14,7 +14,8 @@ import torch
 import yaml
 
 from msp import train as train_module
-from msp.train import checkpoint_paths, train
+from msp.checkpoint import checkpoint_paths
+from msp.train import train
 from toys import RotatingBlobs
 
 pytestmark = pytest.mark.slow

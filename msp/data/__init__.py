@@ -9,14 +9,13 @@ backgrounds), mnist_accl (digit 4, accelerations, no translation), 3dshapes, sma
 
 from __future__ import annotations
 
-import torch
-
 from msp.data.embedded import ComposedShapesTable
 from msp.data.prepare import load_prepared, prepare
 from msp.data.readers import DataError, read_idx, read_norb_mat
 from msp.data.sequences import (ArrayTable, FactorGridSequences, SequenceGenerator,
                                 SequentialMNIST)
 from msp.data.sources import SOURCES, download, verify_manifest
+from msp.device import resolve_device
 
 FAMILY = {"mnist": "mnist", "mnist_accl": "mnist", "mnist_bg": "mnist_bg",
           "mnist_bg_full": "mnist_bg", "3dshapes": "3dshapes", "smallNORB": "smallNORB"}
@@ -43,12 +42,6 @@ def dataset_family(name: str) -> str:
     if name not in FAMILY:
         raise DataError(f"unknown dataset {name!r}; use one of {DATASETS}")
     return FAMILY[name]
-
-
-def resolve_device(device) -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def build_sequences(name: str, *, root="data", source: str = "embedded", split: str = "train",

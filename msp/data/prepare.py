@@ -17,17 +17,17 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
+from msp import io
 from msp.data import embedded
 from msp.data.readers import (SHAPES3D_COUNT, DataError, as_numpy, check_h5_label_order,
                               copy_h5_images, load_torch_object, norb_to_grid, read_idx,
                               read_norb_mat)
 from msp.data.sources import (NO_OFFICIAL_BG, NORB_FILES, check_source, locate, raw_dir,
-                              verify_manifest, write_json_atomic)
+                              verify_manifest)
 
 FORMAT_VERSION = 1
 SHAPES_FACTORS = embedded.SHAPES_FACTORS
@@ -41,9 +41,7 @@ def prepared_dir(root, source: str, family: str) -> Path:
 
 
 def save_array(directory: Path, name: str, array: np.ndarray) -> None:
-    tmp = directory / f".{name}.{os.getpid()}.npy"
-    np.save(tmp, np.ascontiguousarray(array))
-    os.replace(tmp, directory / f"{name}.npy")
+    io.save_array(directory / f"{name}.npy", array)
 
 
 # ----------------------------------------------------------------------------- per family
@@ -96,16 +94,12 @@ def shapes_from_h5(raw: Path, out_dir: Path) -> dict:
     if not path.is_file():
         raise DataError(f"{path} missing; run `msp data download --source official`")
     check_h5_label_order(path, tuple(SHAPES_SIZES))
-    tmp = out_dir / f".images.{os.getpid()}.npy"
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
-                                    shape=(SHAPES3D_COUNT, 64, 64, 3))
-    try:
+    with io.atomic_path(out_dir / "images.npy") as tmp:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
+                                        shape=(SHAPES3D_COUNT, 64, 64, 3))
         copy_h5_images(path, out)
         out.flush()
         del out
-        os.replace(tmp, out_dir / "images.npy")
-    finally:
-        tmp.unlink(missing_ok=True)
     return {"images": np.load(out_dir / "images.npy", mmap_mode="r")}
 
 
@@ -191,7 +185,7 @@ def prepare(family: str, root, source: str, force: bool = False) -> Path:
             **factor_info(family, arrays),
             "raw_manifest_created": None if raw_manifest is None else raw_manifest.get("created"),
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-    write_json_atomic(marker, meta)
+    io.write_json(marker, meta, sort_keys=True)
     return marker
 
 

@@ -23,6 +23,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from msp import io
 from msp.data.readers import DataError
 
 SOURCES = ("drive", "official", "embedded")
@@ -85,12 +86,6 @@ def check_source(family: str, source: str) -> None:
         raise DataError(f"mnist_bg from --source official: {NO_OFFICIAL_BG}")
 
 
-def write_json_atomic(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-
-
 # ----------------------------------------------------------------------------- manifest
 def write_manifest(directory: Path, family: str, source: str, files: list[Path],
                    origin: dict) -> Path:
@@ -99,7 +94,7 @@ def write_manifest(directory: Path, family: str, source: str, files: list[Path],
     manifest = {"family": family, "source": source, "files": entries, "origin": origin,
                 "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     path = directory / "manifest.json"
-    write_json_atomic(path, manifest)
+    io.write_json(path, manifest, sort_keys=True)
     return path
 
 

@@ -1,0 +1,77 @@
+"""Checkpoints of a training run: save, find the newest that loads, load, retention.
+
+A checkpoint is a plain dict of tensors and primitive containers (docs/interfaces.md):
+model / optimizer state dicts, step, the full run config as a plain dict, RNG states as
+tensors, the data generator's state. So our own files load with `weights_only=True`: a
+checkpoint cannot run code when loaded. (The authors' snapshots are read by
+msp.authors_checkpoint, also with weights_only=True.)
+
+    RUN/checkpoints/step_XXXXXXXX.pt   periodic, newest resumed (msp.train)
+    RUN/model.pt                       final, the completion marker
+"""
+
+import warnings
+from pathlib import Path
+
+import torch
+
+from msp import io
+from msp.models import build_model
+
+
+def save_checkpoint(checkpoint: dict, path) -> None:
+    """torch.save atomically (temp file, fsync, rename): never a half file under `path`."""
+    path = Path(path)
+    try:
+        io.torch_save(checkpoint, path)
+    except (OSError, RuntimeError) as err:  # torch reports a full disk as RuntimeError
+        code = err.errno if isinstance(err, OSError) else None
+        message = (f"could not write checkpoint {path} ({err.strerror if code else err}); free disk space and "
+                   "rerun the same command: training resumes from the last complete checkpoint")
+        raise (OSError(code, message) if code else OSError(message)) from err
+
+
+def read_checkpoint(path, map_location="cpu") -> dict:
+    """torch.load of one of our checkpoint files: tensors and plain containers only."""
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def checkpoint_paths(out_dir) -> list[Path]:
+    """Periodic checkpoints of a run, oldest first."""
+    return sorted((Path(out_dir) / "checkpoints").glob("step_*.pt"))
+
+
+def periodic_path(out_dir, step: int) -> Path:
+    return Path(out_dir) / "checkpoints" / f"step_{step:08d}.pt"
+
+
+def prune_checkpoints(out_dir, keep: int) -> None:
+    """Delete all but the newest `keep` periodic checkpoints."""
+    for old in checkpoint_paths(out_dir)[:-keep]:
+        old.unlink(missing_ok=True)
+
+
+def load_latest_checkpoint(out_dir, map_location="cpu"):
+    """The newest checkpoint that loads -> (dict, path); a truncated or corrupt one is
+    skipped with a warning; (None, None) when there is none."""
+    for path in reversed(checkpoint_paths(out_dir)):
+        try:
+            return read_checkpoint(path, map_location), path
+        except Exception as err:  # truncated pickle/zip: fall back to the previous one
+            warnings.warn(f"checkpoint {path} is unreadable ({type(err).__name__}: {err}); trying an older one")
+    return None, None
+
+
+def load_checkpoint(path, map_location="cpu"):
+    """A checkpoint file -> (model in eval mode, full run config dict)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist: train the run first (msp train / snakemake)")
+    try:
+        ckpt = read_checkpoint(path, map_location)
+    except Exception as err:
+        raise RuntimeError(f"checkpoint {path} is unreadable ({err}); delete it and rerun training") from None
+    cfg = ckpt["config"]
+    model = build_model(cfg["model"], cfg["model"]["image_shape"])
+    model.load_state_dict(ckpt["model"])
+    return model.to(map_location).eval(), cfg
