@@ -30,9 +30,11 @@ class NonFiniteLossError(RuntimeError):
 
 
 def build_training_sequences(cfg: dict, device: torch.device):
-    from msp.data import build_sequences
+    from msp.data import build_sequences, dataset_family
+    from msp.data.prepare import verify_prepared
 
     d, m = cfg["dataset"], cfg["model"]
+    verify_prepared(dataset_family(d["name"]), d["root"], d["source"])  # changed in place?
     return build_sequences(
         d["name"], root=d["root"], source=d["source"], split="train", T=m["T_cond"] + m["T_pred"],
         device=device, seed=cfg["train"]["seed"], **d["options"],

@@ -237,3 +237,43 @@ def test_archive_pickles_of_tensors_and_numpy_arrays_still_load(tmp_path):
         loaded = load_torch_object(path)
         assert type(loaded) is type(obj)
     assert np.array_equal(load_torch_object(tmp_path / "n.pt"), np.arange(12).reshape(3, 4))
+
+
+@pytest.fixture(scope="module")
+def idx_members(tmp_path_factory):
+    idx = synthetic_mnist_files(tmp_path_factory.mktemp("idx_bg"))
+    return {f"MNIST/raw/{name}": p.read_bytes() for name, p in idx.items()}
+
+
+@pytest.mark.parametrize("backgrounds,message", [
+    (torch.full((60, 3, 32, 32), -3.4e38), r"train_backgrounds values in \[-3.4e\+38"),
+    (torch.arange(60 * 3 * 32 * 32).reshape(60, 3, 32, 32) % 5, "train_backgrounds has dtype int64"),
+])
+def test_prepare_refuses_backgrounds_a_real_archive_never_holds(idx_members, tmp_path, backgrounds,
+                                                                message):
+    raw = raw_dir(tmp_path, "drive", "mnist_bg")
+    raw.mkdir(parents=True)
+    make_tar(raw / "MNIST.tar.gz", {**idx_members, "MNIST/train_dat.pt": torch_bytes(backgrounds),
+                                    "MNIST/test_dat.pt": torch_bytes(torch.full((10, 3, 32, 32), 0.5))})
+    download("mnist_bg", tmp_path, "drive")  # placed by hand
+    with pytest.raises(DataError, match=message):
+        prepare("mnist_bg", tmp_path, "drive")
+    assert not (tmp_path / "prepared/drive/mnist_bg/prepared.json").exists()
+
+
+def test_prepared_arrays_changed_in_place_fail_verify_and_training(tmp_path, capsys):
+    from msp.train import build_training_sequences
+
+    root = tmp_path / "data"
+    assert run_cli("prepare", "--dataset", "mnist", "--root", str(root), "--source", "embedded") == 0
+    assert run_cli("verify", "--dataset", "mnist", "--root", str(root), "--source", "embedded") == 0
+    images = np.load(root / "prepared/embedded/mnist/train_images.npy", mmap_mode="r+")
+    images[:] = 0  # zeroed: same shape, same dtype, same size
+    images.flush()
+    del images
+    assert run_cli("verify", "--dataset", "mnist", "--root", str(root), "--source", "embedded") == 1
+    assert "train_images.npy: sha256 differs" in capsys.readouterr().err
+    cfg = {"dataset": {"name": "mnist", "root": str(root), "source": "embedded", "options": {}},
+           "model": {"T_cond": 2, "T_pred": 1}, "train": {"seed": 0}}
+    with pytest.raises(DataError, match="train_images.npy: sha256 differs"):
+        build_training_sequences(cfg, torch.device("cpu"))

@@ -14,7 +14,7 @@ import json
 import sys
 
 from msp.data import DATASETS, DataError, build_sequences, dataset_family
-from msp.data.prepare import load_prepared, prepare, prepared_dir
+from msp.data.prepare import load_prepared, prepare, prepared_dir, verify_prepared
 from msp.data.sources import (DEADLINE, DRIVE_URL_ENV, OFFICIAL_URL_ENV, READ_TIMEOUT, SOURCES,
                               check_source, download, raw_dir, verify_manifest)
 
@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", required=True)
     helps = {"download": "fetch (or verify) the raw files; writes the manifest last",
              "prepare": "convert raw files into memory-mappable .npy arrays",
-             "verify": "check raw files against the manifest and the prepared arrays",
+             "verify": "check raw files against the manifest and the prepared arrays' sha256",
              "info": "print the status of a dataset and the shape of its sequences"}
     for action, help_text in helps.items():
         sub = actions.add_parser(action, help=help_text)
@@ -61,6 +61,7 @@ def main(args) -> int:
         elif args.action == "verify":
             if args.source != "embedded":
                 verify_manifest(raw_dir(args.root, args.source, family), deep=True)
+            verify_prepared(family, args.root, args.source)  # sha256 of every array
             meta, arrays = load_prepared(family, args.root, args.source)
             print(f"{args.dataset}: OK ({', '.join(f'{k} {tuple(v.shape)}' for k, v in arrays.items())})")
         else:

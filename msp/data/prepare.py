@@ -9,8 +9,10 @@ ROOT/prepared/SOURCE/FAMILY/ holds
              source stores the scene layers instead (see embedded.py), table
              "composed_shapes"
 - smallNORB: {train,test}_images (categories, instances, 6, 9, 18, 96, 96) uint8
-and, written last, prepared.json (arrays with shape/dtype/bytes, factor names and
-sizes, source). Each array is written to a temporary name and renamed.
+and, written last, prepared.json (arrays with shape/dtype/bytes/sha256, factor names and
+sizes, source). Each array is written to a temporary name and renamed. Arrays from real
+sources are checked by content before they are written (dtype, value range, no constant
+image); `msp data verify` and training check every array's sha256 against prepared.json.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from msp.data.readers import (SHAPES3D_COUNT, DataError, as_numpy, check_h5_labe
 from msp.data.sources import (NO_OFFICIAL_BG, NORB_FILES, check_source, locate, raw_dir,
                               verify_manifest)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: sha256 of every array recorded
 SHAPES_FACTORS = embedded.SHAPES_FACTORS
 SHAPES_SIZES = embedded.SHAPES_SIZES
 NORB_FACTORS = embedded.NORB_FACTORS
@@ -73,7 +75,9 @@ def backgrounds_from_raw(raw: Path) -> dict[str, np.ndarray]:
             bg = bg.transpose(0, 3, 1, 2)
         if bg.ndim != 4 or bg.shape[1:] != (3, 32, 32):
             raise DataError(f"{path}: backgrounds of shape {bg.shape}, expected (N, 3, 32, 32)")
-        arrays[f"{split}_backgrounds"] = bg if bg.dtype == np.uint8 else bg.astype(np.float32)
+        if np.issubdtype(bg.dtype, np.floating):
+            bg = bg.astype(np.float32)  # the authors' float backgrounds; range checked later
+        arrays[f"{split}_backgrounds"] = bg
     return arrays
 
 
@@ -103,6 +107,17 @@ def shapes_from_h5(raw: Path, out_dir: Path) -> dict:
     return {"images": np.load(out_dir / "images.npy", mmap_mode="r")}
 
 
+def to_uint8(array: np.ndarray, path: Path) -> np.ndarray:
+    """Pixel values stored in another numeric type -> uint8, refusing what does not fit."""
+    if array.dtype == np.uint8:
+        return array
+    if not np.issubdtype(array.dtype, np.number) or not np.isfinite(array).all() \
+            or array.min() < 0 or array.max() > 255:
+        raise DataError(f"{path}: pixel values of dtype {array.dtype} outside 0..255 (or not "
+                        "finite); the file is corrupt: delete the raw folder and download again")
+    return array.astype(np.uint8)
+
+
 def norb_from_drive(raw: Path) -> dict[str, np.ndarray]:
     arrays = {}
     for split in ("train", "test"):
@@ -112,7 +127,7 @@ def norb_from_drive(raw: Path) -> dict[str, np.ndarray]:
         grid = as_numpy(load_torch_object(path), path)
         if grid.shape != (5, 5, 6, 9, 18, 96, 96):
             raise DataError(f"{path}: array {grid.shape}, expected (5, 5, 6, 9, 18, 96, 96)")
-        arrays[f"{split}_images"] = grid.astype(np.uint8)
+        arrays[f"{split}_images"] = to_uint8(grid, path)
     return arrays
 
 
@@ -133,6 +148,62 @@ def norb_from_mat(raw: Path) -> dict[str, np.ndarray]:
             dat, read_norb_mat(files["cat"]), read_norb_mat(files["info"]), instances,
             source=str(files["dat"]))
     return arrays
+
+
+# ----------------------------------------------------------------------------- content
+def check_content(name: str, array: np.ndarray, where, chunk: int = 10000) -> None:
+    """Refuse values a real source never holds: images uint8 (or float in [0, 1] for the
+    backgrounds) and no digit/scene image that is one constant value (zeroed data);
+    labels uint8 digits. Reads in chunks, so a memory-mapped 5.9 GB array is fine."""
+    kind = "labels" if name.endswith("labels") else "images"
+    if array.dtype == np.uint8:
+        pass
+    elif name.endswith("backgrounds") and np.issubdtype(array.dtype, np.floating):
+        finite, low, high = bool(np.isfinite(array).all()), float(array.min()), float(array.max())
+        if not finite or low < 0 or high > 1:
+            raise DataError(f"{where}: {name} values in [{low:.4g}, {high:.4g}]"
+                            f"{'' if finite else ' with NaN/inf'}; float backgrounds must lie "
+                            "in [0, 1]. The file is corrupt: delete the raw folder and "
+                            "download again")
+    else:
+        raise DataError(f"{where}: {name} has dtype {array.dtype}; expected uint8"
+                        f"{' (or float in [0, 1])' if name.endswith('backgrounds') else ''}. "
+                        "The file is corrupt or not the one expected: download again")
+    if kind == "labels":
+        if array.size and int(array.max()) > 9:
+            raise DataError(f"{where}: {name} holds {int(array.max())}; MNIST labels are 0..9")
+        return
+    if name.endswith("backgrounds"):
+        return  # a plain-colour background is legitimate
+    flat = array.reshape(-1, int(np.prod(array.shape[-2:])) * (3 if array.shape[-1] == 3 else 1)) \
+        if array.ndim >= 3 else array.reshape(1, -1)
+    for start in range(0, len(flat), chunk):
+        block = np.asarray(flat[start:start + chunk])
+        constant = np.flatnonzero(block.max(axis=1) == block.min(axis=1))
+        if len(constant):
+            raise DataError(f"{where}: {name} image {start + int(constant[0])} (and "
+                            f"{len(constant) - 1} more in this block) is one constant value; the "
+                            "data are zeroed or overwritten: delete the raw folder and download again")
+
+
+def array_digest(path: Path) -> str:
+    from msp.data.sources import file_digest
+
+    return file_digest(path)
+
+
+def verify_prepared(family: str, root, source: str) -> dict:
+    """Every prepared array's sha256 against prepared.json -> meta. Catches arrays changed
+    in place (same shape and dtype), which shape checks cannot see."""
+    meta, _ = load_prepared(family, root, source)
+    out_dir = prepared_dir(root, source, family)
+    for name, spec in meta["arrays"].items():
+        path = out_dir / f"{name}.npy"
+        if array_digest(path) != spec["sha256"]:
+            raise DataError(f"{path}: sha256 differs from {out_dir / 'prepared.json'}: the array "
+                            "was changed after it was prepared; run `msp data prepare --force` "
+                            "with the same --dataset/--root/--source")
+    return meta
 
 
 # ----------------------------------------------------------------------------- driver
@@ -175,12 +246,16 @@ def prepare(family: str, root, source: str, force: bool = False) -> Path:
             arrays = (shapes_from_drive if source == "drive" else shapes_from_h5)(raw, out_dir)
         else:
             arrays = norb_from_drive(raw) if source == "drive" else norb_from_mat(raw)
+    if source != "embedded":  # the embedded arrays are generated here, not read
+        for name, array in arrays.items():
+            check_content(name, array, raw_dir(root, source, family))
     written = {"images"} if family == "3dshapes" and source != "embedded" else set()
     for name, array in arrays.items():
         if name not in written:
             save_array(out_dir, name, array)
     meta = {"family": family, "source": source, "format": FORMAT_VERSION, "table": table,
-            "arrays": {name: {"shape": list(a.shape), "dtype": str(a.dtype), "bytes": int(a.nbytes)}
+            "arrays": {name: {"shape": list(a.shape), "dtype": str(a.dtype), "bytes": int(a.nbytes),
+                              "sha256": array_digest(out_dir / f"{name}.npy")}
                        for name, a in arrays.items()},
             **factor_info(family, arrays),
             "raw_manifest_created": None if raw_manifest is None else raw_manifest.get("created"),
@@ -200,7 +275,14 @@ def load_prepared(family: str, root, source: str) -> tuple[dict, dict[str, np.nd
                             f"--root {root} --source {source}` then `msp data prepare` with "
                             "the same arguments")
         prepare(family, root, source)
-    meta = json.loads(marker.read_text())
+    try:
+        meta = json.loads(marker.read_text())
+    except ValueError as error:
+        raise DataError(f"{marker}: unreadable ({error}); run `msp data prepare --force`") from None
+    if meta.get("format") != FORMAT_VERSION:
+        raise DataError(f"{marker}: written by an older msp-pipeline (format {meta.get('format')}, "
+                        f"now {FORMAT_VERSION}: checksums of the arrays); run `msp data prepare "
+                        f"--force --dataset {family} --root {root} --source {source}`")
     arrays = {}
     for name, spec in meta["arrays"].items():
         path = out_dir / f"{name}.npy"
