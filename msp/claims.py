@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from msp.runs import is_baseline
 from msp.tables import fmt_number, lookup
 
 HELD, NOT_HELD, NOT_CHECKED = "held", "not held", "not checked"
@@ -209,6 +210,9 @@ def _short(factor_to_block) -> str:
 
 
 def check_claims(summary, sbd_runs, labels, accl_train_horizon=5) -> list[Claim]:
+    """The five claims on the models' rows; the trivial baselines' rows are left out (the
+    claims compare models; the baselines are the floor the tables and figures show)."""
+    summary = summary[~summary.model.map(is_baseline)]
     return [
         claim_equivariance(summary, labels),
         claim_long_horizon(summary, labels),

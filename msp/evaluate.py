@@ -4,6 +4,11 @@
     msp evaluate equivariance --checkpoint RUN/model.pt --out equivariance.csv
     msp evaluate sbd          --checkpoint RUN/model.pt --out sbd_dir/
     msp evaluate samples      --checkpoint RUN/model.pt --out samples.npz
+    msp evaluate prediction   --baseline baseline_copy_last --dataset mnist --out prediction.csv
+
+--baseline replaces --checkpoint with a trivial predictor (msp/trivial_baselines.py) for the
+prediction and equivariance evaluations; the data then come from --dataset, --root, --source
+and --dataset-options (the workflow's per-dataset options).
 
 The data (dataset, root, source, training options) come from the checkpoint's run config;
 --root / --source override where the data lie. Every default follows docs/evaluation.md per dataset
@@ -14,12 +19,13 @@ same sequences. Outputs are written atomically (temporary file, then rename).
 """
 
 import argparse
+import json
 from pathlib import Path
 
 import torch
 
 from msp import eval_protocols as ep
-from msp import io, sbd
+from msp import io, sbd, trivial_baselines
 from msp.device import DEVICE_HELP, resolve_device
 
 
@@ -31,8 +37,15 @@ def load_checkpoint(path, device):
     return model.to(device).eval(), config
 
 
-def _common(p, *, batch_size, seed, T_help):
-    p.add_argument("--checkpoint", required=True, help="model.pt (or a checkpoint) written by msp train")
+def _common(p, *, batch_size, seed, T_help, baselines=False):
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--checkpoint", help="model.pt (or a checkpoint) written by msp train")
+    if baselines:
+        which.add_argument("--baseline", choices=trivial_baselines.BASELINES,
+                           help="a trivial predictor instead of a trained model (needs --dataset)")
+        p.add_argument("--dataset", help="with --baseline: the dataset name (mnist, 3dshapes, ...)")
+        p.add_argument("--dataset-options", default="{}",
+                       help="with --baseline: JSON object of the dataset's generator options")
     p.add_argument("--out", required=True)
     p.add_argument("--root", default=None, help="data root (default: the run config's)")
     p.add_argument("--source", default=None, help="drive | official | embedded (default: the run config's)")
@@ -47,10 +60,12 @@ def _common(p, *, batch_size, seed, T_help):
 def add_arguments(parser: argparse.ArgumentParser):
     sub = parser.add_subparsers(dest="action", required=True)
     p = sub.add_parser("prediction", help="extrapolation error per horizon -> CSV horizon,mse,mse_sem,n_sequences")
-    _common(p, batch_size=16, seed=1, T_help="sequence length (default: mnist family 20, 3dshapes 8, smallNORB 6)")
+    _common(p, batch_size=16, seed=1, T_help="sequence length (default: mnist family 20, 3dshapes 8, smallNORB 6)",
+            baselines=True)
     p.add_argument("--n-batches", type=int, default=None, help="default: the authors' loader, ceil(eval_size / batch)")
     p = sub.add_parser("equivariance", help="L^p and L^p_equiv per horizon -> CSV horizon,Lp,Lp_equiv,n_sequences")
-    _common(p, batch_size=32, seed=1, T_help="sequence length (default: mnist 10, mnist_accl 20, 3dshapes 8, smallNORB 6)")
+    _common(p, batch_size=32, seed=1, T_help="sequence length (default: mnist 10, mnist_accl 20, 3dshapes 8, smallNORB 6)",
+            baselines=True)
     p.add_argument("--n-batches", type=int, default=None, help="default: the authors' loader, ceil(eval_size / batch)")
     p = sub.add_parser("sbd", help="simultaneous block diagonalization -> DIR/sbd.json, DIR/sbd_maps.npz")
     _common(p, batch_size=32, seed=1234, T_help="length of the sequences whose M* are collected (mnist 10, 3dshapes 8, smallNORB 6)")
@@ -65,9 +80,27 @@ def add_arguments(parser: argparse.ArgumentParser):
     _common(p, batch_size=8, seed=1, T_help="sequence length (default: as prediction)")
 
 
+def baseline_config(args) -> dict:
+    """The run-config stand-in of a trivial baseline: only the dataset section."""
+    if not args.dataset:
+        raise SystemExit(f"msp evaluate {args.action} --baseline {args.baseline}: also give --dataset NAME")
+    try:
+        options = json.loads(args.dataset_options)
+    except ValueError as err:
+        raise SystemExit(f"--dataset-options {args.dataset_options!r}: not a JSON object ({err})") from None
+    if not isinstance(options, dict):
+        raise SystemExit(f"--dataset-options {args.dataset_options!r}: expected a JSON object like '{{\"digits\": [4]}}'")
+    return {"dataset": {"name": args.dataset, "root": args.root or "data", "source": args.source or "embedded",
+                        "options": options}}
+
+
 def _setup(args):
     device = resolve_device(args.device)
-    model, config = load_checkpoint(args.checkpoint, device)
+    baseline = getattr(args, "baseline", None)
+    if baseline:
+        model, config = None, baseline_config(args)  # built in main, once the set's T is known
+    else:
+        model, config = load_checkpoint(args.checkpoint, device)
     name = config["dataset"]["name"]
     protocol = ep.protocol_for(name)
     T_cond = args.T_cond or protocol.T_cond
@@ -76,28 +109,42 @@ def _setup(args):
     def make_generator(*, split=split, T, seed=args.seed, **options):
         return ep.make_generator(config, split=split, T=T, seed=seed, device=device,
                                  root=args.root, source=args.source, **options)
-    return model, name, protocol, T_cond, split, make_generator
+
+    if baseline:
+        def make_model(T):
+            # the mean frame averages training-split sequences of the evaluation length
+            # (another seed than the evaluation set, so no motion is shared with it)
+            return trivial_baselines.build(baseline, T_cond, lambda: make_generator(split="train", T=T,
+                                                                                    seed=args.seed + 1))
+    else:
+        def make_model(T):
+            return model
+    return make_model, name, protocol, T_cond, split, make_generator
 
 
 def main(args):
-    model, name, protocol, T_cond, split, make_generator = _setup(args)
+    make_model, name, protocol, T_cond, split, make_generator = _setup(args)
     with torch.no_grad():
         if args.action == "prediction":
             n_batches = args.n_batches or ep.default_n_batches(name, args.batch_size)
-            gen = make_generator(T=args.T or protocol.prediction_T)
+            T = args.T or protocol.prediction_T
+            model, gen = make_model(T), make_generator(T=T)
             errors = ep.prediction_errors(model, gen, T_cond, args.batch_size, n_batches)
             io.write_csv(args.out, ep.summarize_prediction(errors))
         elif args.action == "equivariance":
+            T = args.T or protocol.equivariance_T
+            model = make_model(T)
             ep.require_transition(model, "the equivariance evaluation")
             n_batches = args.n_batches or ep.default_n_batches(name, args.batch_size)
-            gen = make_generator(T=args.T or protocol.equivariance_T, shared_transition=True)
+            gen = make_generator(T=T, shared_transition=True)
             Lp, Lp_equiv = ep.equivariance_errors(model, gen, T_cond, args.batch_size, n_batches)
             io.write_csv(args.out, ep.summarize_equivariance(Lp, Lp_equiv))
         elif args.action == "samples":
             # shared transformations, so that the swapped-M row shows the same motion
             gen = make_generator(T=args.T or protocol.prediction_T, shared_transition=True)
-            io.save_npz(args.out, ep.generate_samples(model, gen.sample(args.batch_size), T_cond))
-    if args.action == "sbd":  # learning U needs gradients; run_sbd disables them elsewhere
+            io.save_npz(args.out, ep.generate_samples(make_model(None), gen.sample(args.batch_size), T_cond))
+    if args.action == "sbd":
+        model = make_model(None)  # learning U needs gradients; run_sbd disables them elsewhere
         T = args.T or protocol.sbd_T
         settings = sbd.SBDSettings(T=T, T_cond=T_cond, batch_size=args.batch_size, n_batches=args.n_batches,
                                    component_batch_size=args.component_batch_size,

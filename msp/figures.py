@@ -2,8 +2,9 @@
 workflow's evaluation files. Every function returns a matplotlib Figure; `save` writes it
 to each requested path (the extension picks the format: .png, .pdf).
 
-- comp_error_{dataset}: prediction error vs horizon, one line per model (mean, +- std band)
-- equiv_error_{dataset}: L^p (dashed) and L^p_equiv (solid) per model
+- comp_error_{dataset}: prediction error vs horizon, one line per model (mean, +- std band),
+  the trivial baselines in grey
+- equiv_error_{dataset}: L^p (dashed) and L^p_equiv (solid) per model, baselines in grey
 - sbd_{dataset}: mean |I - M| before and |I - V| after block diagonalization
 - sbd_{dataset}_components: one |I - V| map per moving factor
 - disentangle_{dataset}: one roll-out per block, only that block's transition active
@@ -21,6 +22,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from msp import io  # noqa: E402
+from msp.runs import BASELINE_LABELS, is_baseline  # noqa: E402
+
+BASELINE_STYLE = {"baseline_copy_last": "--", "baseline_mean_frame": ":"}
 
 # One colour per model across every figure.
 MODEL_ORDER = ["neural_trans", "neuralM", "lstsq_rec", "lstsq_multi", "lstsq", "holstsq",
@@ -50,11 +54,22 @@ def _mean_std(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
     return runs.groupby(["model", "horizon"])[metric].agg(["mean", "std", "count"]).reset_index()
 
 
+def _baseline_lines(ax, stats: pd.DataFrame, labels: dict, metric_label: str = ""):
+    """The trivial baselines as grey lines (dashed: copy last frame, dotted: mean frame)."""
+    for model, style in BASELINE_STYLE.items():
+        s = stats[stats.model == model]
+        if not s.empty:
+            ax.plot(s.horizon, s["mean"], style, color="0.55", lw=1.2,
+                    label=labels.get(model, BASELINE_LABELS[model]) + metric_label)
+
+
 def comp_error(runs: pd.DataFrame, labels: dict, title: str = ""):
-    """Prediction error vs T_p. runs: gathered prediction CSV (model, seed, horizon, mse)."""
+    """Prediction error vs T_p. runs: gathered prediction CSV (model, seed, horizon, mse);
+    the trivial baselines' rows become grey lines."""
     stats = _mean_std(runs, "mse")
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for model in _ordered(stats.model.unique()):
+    _baseline_lines(ax, stats, labels)
+    for model in _ordered(m for m in stats.model.unique() if not is_baseline(m)):
         s = stats[stats.model == model]
         color = model_color(model)
         ax.plot(s.horizon, s["mean"], "o-", ms=3, color=color, label=labels.get(model, model))
@@ -78,10 +93,12 @@ def _horizon_axes(ax, title: str):
 
 
 def equiv_error(runs: pd.DataFrame, labels: dict, title: str = ""):
-    """L^p (dashed) and L^p_equiv (solid) vs T_p. runs: gathered equivariance CSV."""
+    """L^p (dashed) and L^p_equiv (solid) vs T_p. runs: gathered equivariance CSV. The
+    trivial baselines use no transition (L^p_equiv = L^p): one grey line each."""
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     lp, le = _mean_std(runs, "Lp"), _mean_std(runs, "Lp_equiv")
-    for model in _ordered(lp.model.unique()):
+    _baseline_lines(ax, le, labels, ": $L^p = L^p_{equiv}$")
+    for model in _ordered(m for m in lp.model.unique() if not is_baseline(m)):
         color, name = model_color(model), labels.get(model, model)
         a, b = lp[lp.model == model], le[le.model == model]
         ax.plot(a.horizon, a["mean"], "--", color=color, label=f"{name}: $L^p$")

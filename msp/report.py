@@ -17,13 +17,14 @@ import pandas as pd
 
 from msp import claims as claims_mod
 from msp import figures, io, tables
+from msp.runs import BASELINE_LABELS
 
 FIGURES = ("comp_error", "equiv_error", "sbd", "sbd_components", "disentangle", "gen_images")
 
 
 def _labels(pairs) -> dict:
-    """['lstsq=MSP', ...] -> {'lstsq': 'MSP', ...}."""
-    out = {}
+    """['lstsq=MSP', ...] -> {'lstsq': 'MSP', ...}, plus the trivial baselines' labels."""
+    out = dict(BASELINE_LABELS)
     for pair in pairs or []:
         name, sep, label = pair.partition("=")
         if not sep:

@@ -23,6 +23,15 @@ DATASET_FAMILY = {
     "smallNORB": "smallNORB",
 }
 EVALUATIONS = ("prediction", "equivariance", "sbd", "samples")
+# Trivial predictors (msp/trivial_baselines.py), evaluated once per dataset (no training, no
+# seed) next to the models, for these evaluations; names and display labels.
+BASELINES = ("baseline_copy_last", "baseline_mean_frame")
+BASELINE_LABELS = {"baseline_copy_last": "copy last frame", "baseline_mean_frame": "mean training frame"}
+BASELINE_EVALUATIONS = ("prediction", "equivariance")
+
+
+def is_baseline(model) -> bool:
+    return str(model) in BASELINES
 
 
 @dataclass(frozen=True)
@@ -77,6 +86,19 @@ def evaluated_runs(config: dict, kind: str, dataset: str | None = None) -> list[
         and kind in evaluations(config, run.dataset, run.model)
         and (kind != "samples" or run.seed == first_seed)
     ]
+
+
+def baseline_dir(results, dataset, baseline) -> str:
+    """Output folder of a trivial baseline: RESULTS/DATASET/BASELINE (no seed level)."""
+    return f"{results}/{dataset}/{baseline}"
+
+
+def baselines_for(config: dict, kind: str, dataset: str) -> list[str]:
+    """The trivial baselines evaluated with `kind` on `dataset`: both, whenever a model of the
+    dataset gets that prediction or equivariance evaluation."""
+    if kind not in BASELINE_EVALUATIONS or not evaluated_runs(config, kind, dataset):
+        return []
+    return list(BASELINES)
 
 
 def sbd_model(config: dict, dataset: str) -> str | None:

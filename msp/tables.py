@@ -15,21 +15,25 @@ from pathlib import Path
 import pandas as pd
 
 from msp import io
+from msp.runs import BASELINES, is_baseline
 
 REFERENCE_CSV = Path(__file__).parent / "reference" / "reference_results.csv"
 SUMMARY_COLUMNS = ["evaluation", "dataset", "model", "horizon", "metric", "mean", "std", "n_seeds"]
 METRICS = {"prediction": ["mse"], "equivariance": ["Lp", "Lp_equiv"]}
 SBD_METRICS = ["off_block_energy_before", "off_block_energy_after", "off_block_energy_chance", "factor_block_score"]
-# results/{dataset}/{model}/seed{seed}/eval/... (rules/common.smk)
-RUN_PATH = re.compile(r"(?:^|/)(?P<dataset>[^/]+)/(?P<model>[^/]+)/seed(?P<seed>\d+)/eval/")
+# results/{dataset}/{model}/seed{seed}/eval/..., results/{dataset}/{baseline}/eval/... (rules/common.smk)
+RUN_PATH = re.compile(r"(?:^|/)(?P<dataset>[^/]+)/(?P<model>[^/]+)/(?:seed(?P<seed>\d+)/)?eval/")
 
 
 def run_of(path) -> dict:
-    """Dataset, model and seed of an evaluation file, from the workflow's path layout."""
+    """Dataset, model and seed of an evaluation file, from the workflow's path layout (the
+    trivial baselines have no seed: None)."""
     match = RUN_PATH.search(Path(path).as_posix())
-    if not match:
-        raise ValueError(f"{path}: expected a path like results/DATASET/MODEL/seedN/eval/FILE")
-    return {"dataset": match["dataset"], "model": match["model"], "seed": int(match["seed"])}
+    if not match or (match["seed"] is None) != is_baseline(match["model"]):
+        raise ValueError(f"{path}: expected a path like results/DATASET/MODEL/seedN/eval/FILE "
+                         f"(a trivial baseline: results/DATASET/BASELINE/eval/FILE, BASELINE in {BASELINES})")
+    seed = None if match["seed"] is None else int(match["seed"])
+    return {"dataset": match["dataset"], "model": match["model"], "seed": seed}
 
 
 def gather_runs(kind: str, paths) -> pd.DataFrame:
@@ -229,7 +233,7 @@ def display_frame(kind: str, table: pd.DataFrame) -> pd.DataFrame:
             shown["factor-block score"] = f(row, "factor_block_score")
             shown["one-to-one seeds"] = row.one_to_one_seeds
             shown["blocks"] = row.n_blocks
-        shown["seeds"] = str(int(row.n_seeds))
+        shown["seeds"] = "–" if is_baseline(row.model) else str(int(row.n_seeds))  # no training, no seed
         out.append(shown)
     return pd.DataFrame(out)
 
@@ -271,9 +275,13 @@ def to_latex(display: pd.DataFrame, caption: str) -> str:
 
 CAPTIONS = {
     "prediction": "Prediction error (sum over pixels of the squared error per frame) at T_p = 1 and at "
-    "T_p = H, mean +- std over seeds; paper = the authors' numbers.",
+    "T_p = H, mean +- std over seeds; paper = the authors' numbers. Trivial baselines (no training, "
+    "same protocol): copy last frame = the last conditioning frame at every horizon; mean training "
+    "frame = one mean image of the training split.",
     "equivariance": "Equivariance error at T_p = 1: L^p with the sequence's own transition, L^p_equiv "
-    "with another sequence's; mean +- std over seeds; paper = the authors' numbers.",
+    "with another sequence's; mean +- std over seeds; paper = the authors' numbers. The trivial "
+    "baselines use no transition, so their L^p_equiv = L^p: a model whose L^p_equiv is not below "
+    "theirs has learned no transition that transfers.",
     "sbd": "Simultaneous block diagonalization: fraction of the transitions' energy outside the "
     "blocks before and after the learned change of basis, its chance level, and the share of "
     "each single-factor transition inside its assigned block.",

@@ -1,5 +1,6 @@
 # Config validation, the list of runs and the path builders shared by every rule file.
 # The grid logic lives in msp/runs.py (plain Python, unit-tested); this file only wires it in.
+import json
 import os
 import re
 
@@ -57,6 +58,7 @@ wildcard_constraints:
     family=one_of(FAMILIES),
     seed=r"\d+",
     kind="prediction|equivariance|sbd",
+    baseline=one_of(msp_runs.BASELINES),
 
 
 # ---- path builders -------------------------------------------------------------------
@@ -91,6 +93,14 @@ def eval_file(run, kind):
 def eval_files(kind, dataset=None):
     return [
         eval_file(run, kind) for run in msp_runs.evaluated_runs(config, kind, dataset)
+    ]
+
+
+def baseline_files(kind, dataset):
+    """The trivial baselines' evaluation files of one dataset (once per dataset, no seed)."""
+    return [
+        f"{msp_runs.baseline_dir(RESULTS, dataset, b)}/eval/{kind}.csv"
+        for b in msp_runs.baselines_for(config, kind, dataset)
     ]
 
 
@@ -131,6 +141,11 @@ def table_files():
 def model_labels_arg():
     """`--labels name=label ...` for the report CLI (quoted for the shell)."""
     return " ".join(f"'{name}={m['label']}'" for name, m in config["models"].items())
+
+
+def dataset_options_arg(wildcards):
+    """The dataset's generator options as one JSON word (the baselines' --dataset-options)."""
+    return json.dumps(config["datasets"][wildcards.dataset].get("options") or {})
 
 
 def eval_flags(action):

@@ -1,6 +1,8 @@
 # Evaluate each trained run (docs/evaluation.md; which model gets which evaluation is the
 # `evaluations` key of the config), then gather each dataset's runs into one long CSV per
-# evaluation kind (the tables and figures compute mean +- std over seeds from it).
+# evaluation kind (the tables and figures compute mean +- std over seeds from it), with the
+# trivial baselines (copy the last frame, the mean training frame) evaluated once per dataset
+# by the same protocol code.
 
 
 rule evaluate_prediction:
@@ -70,9 +72,34 @@ use rule evaluate_prediction as evaluate_sbd with:
         flags=eval_flags("sbd"),
 
 
+# No training and no seed: RESULTS/DATASET/BASELINE/eval/KIND.csv, on the CPU (seconds).
+rule evaluate_baseline:
+    input:
+        data=lambda w: prepared_marker(w.dataset),
+    output:
+        f"{RESULTS}/{{dataset}}/{{baseline}}/eval/{{kind}}.csv",
+    log:
+        f"{RESULTS}/{{dataset}}/{{baseline}}/eval/{{kind}}.log",
+    conda:
+        "../envs/msp.yaml"
+    threads: 1
+    resources:
+        mem_mb=EVAL_RES["mem_mb"],
+        runtime=EVAL_RES["runtime"],
+    params:
+        flags=lambda w: eval_flags(w.kind),
+        options=dataset_options_arg,
+        root=DATA_ROOT,
+        source=SOURCE,
+    shell:
+        "OMP_NUM_THREADS={threads} msp evaluate {wildcards.kind} --baseline {wildcards.baseline}"
+        " --dataset {wildcards.dataset} --dataset-options {params.options:q} --root {params.root:q}"
+        " --source {params.source} --out {output} {params.flags} --device cpu > {log} 2>&1"
+
+
 rule gather:
     input:
-        lambda w: eval_files(w.kind, w.dataset),
+        lambda w: eval_files(w.kind, w.dataset) + baseline_files(w.kind, w.dataset),
     output:
         f"{RESULTS}/{{dataset}}/{{kind}}_runs.csv",
     log:

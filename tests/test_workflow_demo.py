@@ -49,8 +49,10 @@ def test_demo_runs_end_to_end_with_tables_figures_and_report(tmp_path):
         for ext in ("csv", "md", "tex"):
             assert (results / f"tables/{kind}.{ext}").stat().st_size > 0, (kind, ext)
     prediction = pd.read_csv(results / "tables/prediction.csv")
-    assert set(prediction.model) == {"lstsq", "neural_trans"}
-    assert prediction.h1_mean.gt(0).all() and prediction.h1_ref_mean.notna().all()
+    assert set(prediction.model) == {"lstsq", "neural_trans", "baseline_copy_last", "baseline_mean_frame"}
+    assert prediction.h1_mean.gt(0).all()
+    assert prediction[~prediction.model.str.startswith("baseline_")].h1_ref_mean.notna().all()
+    assert (results / "mnist/baseline_mean_frame/eval/equivariance.csv").is_file()  # once, no seed folder
     claims = pd.read_csv(results / "tables/claims.csv")
     assert list(claims.claim) == [1, 2, 3, 4, 5]
     assert set(claims.verdict) <= {"held", "not held", "not checked"}

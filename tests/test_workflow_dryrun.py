@@ -47,6 +47,8 @@ def test_paper_schedules_84_trainings_and_every_evaluation(paper_dry_run):
     assert counts["evaluate_equivariance"] == 48  # neuralM, lstsq_rec, lstsq x 5 datasets x 3 + holstsq x 3
     assert counts["evaluate_sbd"] == 15  # lstsq x 5 datasets x 3 seeds
     assert counts["evaluate_samples"] == 28  # every dataset x model, first seed
+    # two trivial baselines once per dataset (no seed), for prediction (6 datasets) and equivariance (6)
+    assert counts["evaluate_baseline"] == 2 * 6 + 2 * 6
     assert counts["download"] == counts["prepare"] == 4  # families mnist, mnist_bg, 3dshapes, smallNORB
     assert counts["figure_comp_error"] == 6 and counts["figure_equiv_error"] == 6
     assert counts["figure_sbd"] == counts["figure_sbd_components"] == counts["figure_disentangle"] == 5

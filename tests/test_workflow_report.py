@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from msp import claims, tables
+from msp import claims, figures, tables
 from msp.cli import main as msp_main
 
 LABELS = ["lstsq=MSP", "lstsq_rec=Rec. model", "neuralM=Neural M*", "neural_trans=Neural trans."]
@@ -175,3 +175,52 @@ def test_bad_inputs_get_clear_errors(tmp_path):
     with pytest.raises(SystemExit, match="use .png or .pdf"):
         msp_main(["report", "figure", "comp_error", "--inputs", str(gather_all(tmp_path, files)[0]),
                   "--out", str(tmp_path / "f.jpg")])
+
+
+def write_fake_baselines(root, files):
+    """Seedless baseline files: copy-last grows with the horizon; the mean frame is flat and
+    beats every model at long horizons (as on Sequential MNIST)."""
+    curves = {"baseline_copy_last": lambda h: 30.0 + 4.0 * h, "baseline_mean_frame": lambda h: 9.0}
+    for model, curve in curves.items():
+        out = root / f"results/mnist/{model}/eval/prediction.csv"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame({"horizon": range(1, 19), "mse": [curve(h) for h in range(1, 19)], "mse_sem": 0.1,
+                      "n_sequences": 32}).to_csv(out, index=False)
+        files["prediction"].append(out)
+        out = out.with_name("equivariance.csv")
+        pd.DataFrame({"horizon": range(1, 9), "Lp": [curve(h) for h in range(1, 9)],
+                      "Lp_equiv": [curve(h) for h in range(1, 9)], "n_sequences": 32}).to_csv(out, index=False)
+        files["equivariance"].append(out)
+    return files
+
+
+def test_baselines_in_tables_and_figures_but_not_in_claims(tmp_path):
+    files, _ = write_fake_results(tmp_path)
+    gathered = gather_all(tmp_path, write_fake_baselines(tmp_path, files))
+    runs = pd.read_csv(gathered[0])
+    assert runs[runs.model == "baseline_copy_last"].seed.isna().all() and len(runs) == (2 * 3 + 2) * 18
+    out = tmp_path / "results/tables"
+    assert run("report", "tables", "--inputs", *gathered, "--labels", *LABELS, "--out-dir", out) == 0
+    pred = pd.read_csv(out / "prediction.csv").set_index("model")
+    assert pred.loc["baseline_mean_frame", "hH_mean"] == pytest.approx(9.0)
+    assert pred.loc["baseline_copy_last", "h1_mean"] == pytest.approx(34.0)
+    assert np.isnan(pred.loc["baseline_copy_last", "h1_ref_mean"])  # the authors publish none
+    md = (out / "prediction.md").read_text()
+    assert "| mean training frame" in md and "| copy last frame" in md
+    assert "copy last frame" in (out / "prediction.tex").read_text()
+    equiv = pd.read_csv(out / "equivariance.csv").set_index("model")
+    assert equiv.loc["baseline_mean_frame", "Lp_mean"] == equiv.loc["baseline_mean_frame", "Lp_equiv_mean"] == 9.0
+
+    # the mean frame beats MSP at T_p = 18 (9 < 2 * (2 + 9)), yet claim 2 compares models only
+    out_csv = tmp_path / "claims.csv"
+    assert run("report", "claims", "--inputs", *gathered, "--labels", *LABELS, "--out", out_csv) == 0
+    assert list(pd.read_csv(out_csv).verdict) == ["held", "held", "held", "not checked", "held"]
+    assert "baseline" not in pd.read_csv(out_csv).evidence.str.cat()
+
+    for name, data, n_models in (("comp_error", gathered[0], 3), ("equiv_error", gathered[1], 3)):
+        frame = pd.read_csv(data)
+        fig = getattr(figures, name)(frame, dict(p.split("=") for p in LABELS))
+        grey = [line for line in fig.axes[0].lines if line.get_color() == "0.55"]
+        assert [line.get_label() for line in grey][:1] in (["copy last frame"], ["copy last frame: $L^p = L^p_{equiv}$"])
+        assert len(grey) == 2 and len(fig.axes[0].lines) == 2 + n_models * (1 if name == "comp_error" else 2)
+        np.testing.assert_allclose(grey[1].get_ydata(), 9.0)
