@@ -13,6 +13,7 @@ SUBCOMMANDS = {
     "train": ("msp.train", "train one model on one dataset (resumes automatically)"),
     "data": ("msp.data.cli", "download, verify and prepare datasets"),
     "evaluate": ("msp.evaluate", "prediction / equivariance / SBD evaluation of a checkpoint"),
+    "sbd": ("msp.sbd_cli", "simultaneous block diagonalization of any set of matrices (.npz)"),
     "report": ("msp.report", "tables, figures and claim checks from evaluation outputs"),
     "import-authors": ("msp.authors_checkpoint", "convert an authors' snapshot_model_iter_N file"),
     "bench": ("msp.bench", "time training steps, data generation and evaluation"),

@@ -57,6 +57,32 @@ def _common(p, *, batch_size, seed, T_help, baselines=False):
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
 
 
+def add_sbd_method_arguments(p):
+    """Flags choosing how SBD finds U and the blocks (shared with `msp sbd`)."""
+    p.add_argument("--method", choices=sbd.METHODS, default="algebraic",
+                   help="algebraic (default): finest blocks from the commutant, deterministic; "
+                        "authors: Adam on U with their loss, blocks read off the result")
+    p.add_argument("--blocks", type=parse_blocks, default=None,
+                   help='hand-picked blocks overriding the ones found, JSON lists of column indices of the '
+                        'method\'s U, e.g. "[[0,1],[2,3],[4]]"')
+    p.add_argument("--epochs", type=int, default=50, help="authors' method: epochs of learning U")
+    p.add_argument("--lr", type=float, default=0.1, help="authors' method: Adam learning rate of U")
+    p.add_argument("--restarts", type=int, default=1, help="authors' method: orthogonal inits of U; the lowest final loss wins")
+    p.add_argument("--max-blocks", type=int, default=None, help="authors' method: upper bound of the eigengap's block count")
+
+
+def parse_blocks(text):
+    """'[[0,1],[2]]' -> [[0, 1], [2]] (argparse type of --blocks)."""
+    try:
+        blocks = json.loads(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"--blocks: not JSON ({err}); write e.g. [[0,1],[2,3]]") from None
+    if not (isinstance(blocks, list) and blocks and all(isinstance(b, list) and b and all(isinstance(i, int) for i in b)
+                                                         for b in blocks)):
+        raise argparse.ArgumentTypeError(f"--blocks: expected a list of non-empty lists of column indices, got {text}")
+    return blocks
+
+
 def add_arguments(parser: argparse.ArgumentParser):
     sub = parser.add_subparsers(dest="action", required=True)
     p = sub.add_parser("prediction", help="extrapolation error per horizon -> CSV horizon,mse,mse_sem,n_sequences")
@@ -72,10 +98,7 @@ def add_arguments(parser: argparse.ArgumentParser):
     p.add_argument("--n-batches", type=int, default=100, help="batches of all-factor sequences for M*")
     p.add_argument("--component-batches", type=int, default=10, help="batches per single-factor map")
     p.add_argument("--component-batch-size", type=int, default=10)
-    p.add_argument("--epochs", type=int, default=50, help="epochs of learning U")
-    p.add_argument("--lr", type=float, default=0.1, help="Adam learning rate of U")
-    p.add_argument("--restarts", type=int, default=1, help="orthogonal inits of U; the lowest final loss wins")
-    p.add_argument("--max-blocks", type=int, default=None, help="upper bound of the eigengap's block count")
+    add_sbd_method_arguments(p)
     p = sub.add_parser("samples", help="a few generated sequences -> NPZ cond,target,pred[,pred_equiv]")
     _common(p, batch_size=8, seed=1, T_help="sequence length (default: as prediction)")
 
@@ -148,7 +171,8 @@ def main(args):
         T = args.T or protocol.sbd_T
         settings = sbd.SBDSettings(T=T, T_cond=T_cond, batch_size=args.batch_size, n_batches=args.n_batches,
                                    component_batch_size=args.component_batch_size,
-                                   component_batches=args.component_batches, epochs=args.epochs, lr=args.lr,
+                                   component_batches=args.component_batches, method=args.method,
+                                   blocks=args.blocks, epochs=args.epochs, lr=args.lr,
                                    restarts=args.restarts, max_blocks=args.max_blocks, seed=args.seed)
 
         def make_sbd_generator(*, split, T, seed, **options):

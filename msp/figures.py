@@ -202,8 +202,11 @@ def disentangle(maps, info, title: str = ""):
         rows.append([None] * Tc + list(_to_hwc(first("disentangle_all", 4))))
         names.append("all blocks")
     owner = {}
-    for factor, block in (info.get("factor_to_block") or {}).items():
-        owner.setdefault(int(block), []).append(factor)
+    for factor, owned in (info.get("factor_blocks") or {}).items():  # msp.sbd.score_blocks
+        for block in owned:
+            owner.setdefault(int(block), []).append(factor)
+    for block in info.get("shared_blocks") or []:
+        owner.setdefault(int(block), []).append("shared")
     for b, row in enumerate(blocks):
         rows.append([None] * Tc + list(row))
         names.append(f"block {b}" + (f" ({', '.join(owner[b])})" if b in owner else ""))

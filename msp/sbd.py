@@ -3,12 +3,15 @@
 After training, the per-sequence transitions M* of many sequences should share one block
 structure: there is a single change of basis U such that every V = U^-1 M U is block
 diagonal, each block carrying one factor of variation. This module
-1. learns U by minimising the block-diagonalization loss of V (the authors' procedure);
-2. finds the blocks AUTOMATICALLY from the learned basis (the authors pick them by hand):
-   see `find_blocks` for the rule;
-3. scores the result: fraction of off-block energy before/after, and a factor-to-block
-   assignment score from single-factor transition maps;
-4. drives the whole thing on a model + sequence generators (`run_sbd`), including the
+1. finds U and the blocks (`block_diagonalize`): by default algebraically, the finest common
+   blocks from the commutant of the family (msp.sbd_algebra, docs/sbd.md); or with the
+   authors' procedure (`method="authors"`: Adam on U minimising the block-diagonalization
+   loss, blocks then read off the learned basis by `find_blocks`); either may be overridden by
+   hand-picked blocks (as the authors did for their figures);
+2. scores the result (`score_blocks`): off-block energy before/after, whether the blocks are
+   the finest the family allows, and from single-factor transitions which factor owns which
+   blocks (shared and static blocks reported), a score that merging blocks cannot fool;
+3. drives the whole thing on a model + sequence generators (`run_sbd`), including the
    "disentangle" roll-outs in which M* is solved on one block only.
 
 Conventions: M acts from the right (H_{t+1} = H_t M), so with H' = H U the transition in the
@@ -17,10 +20,12 @@ of (V - I)^2 elementwise; the heat maps of the figures are the mean of |V - I| (
 authors plot them).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
+from msp import sbd_algebra
 from msp.dynamics import block_diagonalization_loss  # mean over matrices by default
 from msp.eval_protocols import require_transition, transition_frames
 
@@ -171,62 +176,6 @@ def off_block_energy(E, blocks):
     return float(E[~block_mask(blocks, E.shape[0])].sum() / total) if total > 0 else 0.0
 
 
-def factor_block_assignment(factor_energy, blocks):
-    """Assign each factor to the block holding most of its energy.
-
-    factor_energy: (F, a, a) energy maps of single-factor transitions (in the learned basis).
-    Returns (fractions (F, B): energy share of each diagonal block, assignment (F,) block
-    index per factor, score = mean over factors of the assigned block's share, one_to_one =
-    distinct factors got distinct blocks).
-    """
-    totals = factor_energy.sum(dim=(1, 2)).clamp_min(1e-300)  # (F,)
-    fractions = torch.stack([factor_energy[:, b][:, :, b].sum(dim=(1, 2)) for b in blocks], dim=1) / totals[:, None]
-    assignment = fractions.argmax(dim=1)
-    score = float(fractions.gather(1, assignment[:, None]).mean())
-    one_to_one = len(set(assignment.tolist())) == len(assignment)
-    return fractions, assignment, score, one_to_one
-
-
-def analyse_transitions(M, U, factor_M=None, max_blocks=None):
-    """Everything SBD reports from collected transitions, as pure tensor math.
-
-    M: (N, a, a) all-factor transitions; U: (a, a) learned basis; factor_M: list of (N_f, a, a)
-    single-factor transitions or None. Returns a dict with blocks, perm, the before/after heat
-    maps (after and components permuted so blocks are contiguous), off-block energies and,
-    with factor_M, the assignment. "Before" uses the original basis with the partition that
-    the same rule finds there when forced to the same number of blocks (the best comparable
-    partition for that basis); "chance" is the off-block share of a uniform energy map.
-    """
-    a = M.shape[-1]
-    V = change_basis(M, U)
-    partition = find_blocks(block_affinity(V), max_blocks=max_blocks)
-    blocks = partition.blocks
-    blocks_before = find_blocks(block_affinity(M), n_blocks=partition.n_blocks).blocks
-    perm = torch.tensor(block_permutation(blocks))
-    out = {
-        "blocks": blocks,
-        "n_blocks": partition.n_blocks,
-        "laplacian_eigenvalues": partition.eigenvalues,
-        "blocks_before": blocks_before,
-        "off_block_energy_before": off_block_energy(energy_map(M), blocks_before),
-        "off_block_energy_after": off_block_energy(energy_map(V), blocks),
-        "off_block_energy_chance": 1.0 - sum(len(b) ** 2 for b in blocks) / a ** 2,
-        "bd_loss_before": float(block_diagonalization_loss(M)),
-        "bd_loss_after": float(block_diagonalization_loss(V)),
-        "perm": perm,
-        "before": heat_map(M),
-        "after": heat_map(V)[perm][:, perm],
-    }
-    if factor_M:
-        factor_V = [change_basis(Mf, U) for Mf in factor_M]
-        energies = torch.stack([energy_map(Vf) for Vf in factor_V])
-        fractions, assignment, score, one_to_one = factor_block_assignment(energies, blocks)
-        out.update(components=torch.stack([heat_map(Vf)[perm][:, perm] for Vf in factor_V]),
-                   factor_block_fractions=fractions, factor_assignment=assignment,
-                   factor_block_score=score, factor_one_to_one=one_to_one)
-    return out
-
-
 def learn_best_change_of_basis(M, restarts=1, seed=0, **kwargs):
     """learn_change_of_basis from `restarts` orthogonal inits (seeds seed, seed+1, ...); keeps the
     U with the lowest final mean BD loss. restarts=1 is the authors' recipe."""
@@ -238,6 +187,119 @@ def learn_best_change_of_basis(M, restarts=1, seed=0, **kwargs):
         if best is None or final < best[2]:
             best = (U, losses, final)
     return best[0], best[1]
+
+
+METHODS = ("algebraic", "authors")
+
+
+@dataclass
+class BlockDiagonalization:
+    U: torch.Tensor            # (a, a) float64; the blocks are consecutive groups of its columns
+    block_sizes: list          # in the order of U's columns
+    method: str
+    hand_picked: bool          # blocks given by the user rather than found
+    commutant_dim: int         # of the family (whatever the method): its finest structure
+    gap: float                 # confidence of commutant_dim (eigenvalue ratio at the cut)
+    finest_block_sizes: list   # the given blocks split as far as the commutant allows
+    bd_loss_per_epoch: list = field(default_factory=list)   # authors' method only
+    commutant_eigenvalues: list = field(default_factory=list)
+
+    @property
+    def blocks(self):
+        """Contiguous index lists of the blocks in U's columns."""
+        return [list(range(s.start, s.stop)) for s in sbd_algebra.block_slices(self.block_sizes)]
+
+    @property
+    def finest(self):
+        return self.finest_block_sizes == self.block_sizes
+
+
+def _check_partition(blocks, a):
+    flat = sorted(i for block in blocks for i in block)
+    if flat != list(range(a)) or any(not block for block in blocks):
+        raise ValueError(f"hand-picked blocks {blocks} must split the {a} columns of U into non-empty "
+                         f"groups, each column exactly once (indices 0..{a - 1})")
+
+
+def block_diagonalize(M, method="algebraic", blocks=None, seed=0, epochs=50, lr=0.1, batch_size=32,
+                      restarts=1, max_blocks=None):
+    """Change of basis and blocks of a family. M: (N, a, a) -> BlockDiagonalization.
+
+    method "algebraic" (default): msp.sbd_algebra.algebraic_sbd, deterministic, the finest
+    blocks. "authors": Adam on U (learn_best_change_of_basis with epochs, lr, batch_size,
+    restarts), blocks by find_blocks on the learned basis (max_blocks bounds their number).
+    blocks: hand-picked blocks, lists of column indices of the method's basis (the algebraic
+    U, or the authors' learned U before its columns are regrouped), overriding the blocks found.
+    U's columns are reordered so that every block is contiguous."""
+    if method not in METHODS:
+        raise ValueError(f"unknown SBD method {method!r}: use one of {', '.join(METHODS)}")
+    M = M.detach().to(torch.float64).cpu()
+    a = M.shape[-1]
+    comm = sbd_algebra.commutant(M.numpy())
+    losses = []
+    if method == "algebraic":
+        dec = sbd_algebra.algebraic_sbd(M.numpy(), seed=seed)
+        U, found = torch.from_numpy(dec.U), [list(range(s.start, s.stop)) for s in sbd_algebra.block_slices(dec.block_sizes)]
+    else:
+        U, losses = learn_best_change_of_basis(M, restarts=restarts, seed=seed, epochs=epochs, lr=lr,
+                                               batch_size=batch_size)
+        found = find_blocks(block_affinity(change_basis(M, U)), max_blocks=max_blocks).blocks
+    if blocks is not None:
+        _check_partition(blocks, a)
+    chosen = [sorted(int(i) for i in b) for b in (blocks if blocks is not None else found)]
+    U = U[:, block_permutation(chosen)].contiguous()
+    sizes = [len(b) for b in chosen]
+    finest = sbd_algebra.refine_blocks(U.numpy(), sizes, comm, sbd_algebra.cluster_tolerance(comm), seed=seed)[1]
+    return BlockDiagonalization(U=U, block_sizes=sizes, method=method, hand_picked=blocks is not None,
+                                commutant_dim=comm.dim, gap=comm.gap, finest_block_sizes=finest,
+                                bd_loss_per_epoch=losses, commutant_eigenvalues=comm.eigenvalues.tolist())
+
+
+def score_blocks(M, bd, factor_M=None, factor_names=None, move_tol=0.1, static_tol=1e-3):
+    """Everything SBD reports about a block diagonalization of collected transitions.
+
+    M: (N, a, a) all-factor transitions; bd: BlockDiagonalization; factor_M: list of (N_f, a, a)
+    single-factor transitions (or None), named by factor_names. Returns (summary: JSON-ready
+    dict, maps: dict of tensors before/after (a, a) heat maps [+ components (F, a, a)]).
+    "Before" uses the original basis with the partition that find_blocks finds there when
+    forced to the same number of blocks (the best comparable partition for that basis);
+    "chance" is the off-block share of a uniform energy map. Claim 5's test is
+    `finest_and_disjoint`: the blocks cannot be split further and each factor owns its own
+    blocks (msp.sbd_algebra.factor_ownership)."""
+    M = M.detach().to(torch.float64).cpu()
+    a = M.shape[-1]
+    V = change_basis(M, bd.U)
+    blocks = bd.blocks
+    blocks_before = find_blocks(block_affinity(M), n_blocks=len(blocks)).blocks
+    summary = {
+        "method": bd.method,
+        "hand_picked": bd.hand_picked,
+        "block_sizes": bd.block_sizes,
+        "blocks": blocks,
+        "n_blocks": len(blocks),
+        "finest_block_sizes": bd.finest_block_sizes,
+        "finest": bd.finest,
+        "commutant_dim": bd.commutant_dim,
+        "gap": bd.gap,
+        "offblock_energy_before": off_block_energy(energy_map(M), blocks_before),
+        "offblock_energy_after": off_block_energy(energy_map(V), blocks),
+        "offblock_energy_chance": 1.0 - sum(len(b) ** 2 for b in blocks) / a ** 2,
+        "blocks_before": blocks_before,
+        "bd_loss_before": float(block_diagonalization_loss(M)),
+        "bd_loss_after": float(block_diagonalization_loss(V)),
+        "n_matrices": int(len(M)),
+        "U_condition_number": float(torch.linalg.cond(bd.U)),  # a huge value flags a near-singular basis
+    }
+    maps = {"before": heat_map(M), "after": heat_map(V)}
+    if factor_M:
+        names = list(factor_names or [f"factor{f}" for f in range(len(factor_M))])
+        factor_V = [change_basis(Mf.detach().to(torch.float64).cpu(), bd.U) for Mf in factor_M]
+        owners = sbd_algebra.factor_ownership([Vf.numpy() for Vf in factor_V], bd.block_sizes, names,
+                                              move_tol=move_tol, static_tol=static_tol)
+        summary.update(factor_names=names, **owners,
+                       finest_and_disjoint=bool(bd.finest and owners["disjoint"]))
+        maps["components"] = torch.stack([heat_map(Vf) for Vf in factor_V])
+    return summary, maps
 
 
 @torch.no_grad()
@@ -277,14 +339,16 @@ def disentangle_rollouts(model, U, blocks, xs, T_cond):
 
 @dataclass
 class SBDSettings:
-    """Counts and optimiser of one SBD run (defaults: docs/evaluation.md, 'Simultaneous block diagonalization')."""
+    """Counts and method of one SBD run (counts: docs/evaluation.md, 'Simultaneous block diagonalization')."""
     T: int = 10                    # frames of the sequences whose M* are collected
     T_cond: int = 2                # conditioning frames of the disentangle roll-outs
     batch_size: int = 32
     n_batches: int = 100
     component_batch_size: int = 10
     component_batches: int = 10
-    epochs: int = 50
+    method: str = "algebraic"      # algebraic | authors (block_diagonalize)
+    blocks: list | None = None     # hand-picked blocks overriding the ones found
+    epochs: int = 50               # authors' method: learning U
     lr: float = 0.1
     u_batch_size: int = 32
     restarts: int = 1
@@ -303,38 +367,27 @@ def run_sbd(model, make_generator, settings: SBDSettings, disentangle_split="tes
     st = settings
     generator = make_generator(split="train", T=st.T, seed=st.seed)
     M = collect_transitions(model, generator, st.batch_size, st.n_batches)
-    U, losses = learn_best_change_of_basis(M, restarts=st.restarts, seed=st.seed, epochs=st.epochs, lr=st.lr,
-                                           batch_size=st.u_batch_size)
+    bd = block_diagonalize(M, method=st.method, blocks=st.blocks, seed=st.seed, epochs=st.epochs, lr=st.lr,
+                           batch_size=st.u_batch_size, restarts=st.restarts, max_blocks=st.max_blocks)
     factors = list(generator.default_active_actions)
     factor_M = [collect_transitions(model, make_generator(split="train", T=st.T, seed=st.seed + 1 + f, active_actions=[f]),
                                     st.component_batch_size, st.component_batches) for f in factors]
-    res = analyse_transitions(M, U, factor_M, max_blocks=st.max_blocks)
     names = [generator.factor_names[f] for f in factors]
+    summary, maps = score_blocks(M, bd, factor_M, names)
     test = make_generator(split=disentangle_split, T=st.T, seed=st.seed, force_moving=True)
     device = next(model.parameters()).device
-    arrays = disentangle_rollouts(model, U.float().to(device), res["blocks"], test.sample(1), st.T_cond)
-    summary = {
-        "blocks": res["blocks"],
-        "off_block_energy_before": res["off_block_energy_before"],
-        "off_block_energy_after": res["off_block_energy_after"],
-        "factor_names": names,
-        "factor_to_block": {n: int(b) for n, b in zip(names, res["factor_assignment"])},
-        "factor_block_score": res["factor_block_score"],
-        "factor_one_to_one": res["factor_one_to_one"],
-        "factor_block_fractions": {n: [float(x) for x in row] for n, row in zip(names, res["factor_block_fractions"])},
-        "n_blocks": res["n_blocks"],
-        "blocks_before": res["blocks_before"],
-        "off_block_energy_chance": res["off_block_energy_chance"],
-        "bd_loss_before": res["bd_loss_before"],
-        "bd_loss_after": res["bd_loss_after"],
-        "bd_loss_per_epoch": losses,
-        "laplacian_eigenvalues": res["laplacian_eigenvalues"],
-        "n_matrices": int(len(M)),
-        "U_condition_number": float(torch.linalg.cond(U)),  # a huge value flags a near-singular basis
-        "settings": {k: v for k, v in vars(st).items()},
-        "block_rule": "spectral clustering of mean |V|^T|V|, number of blocks by the eigengap of the "
-                      "normalized Laplacian (msp.sbd.find_blocks)",
-    }
-    arrays.update(before=res["before"].numpy(), after=res["after"].numpy(), perm=res["perm"].numpy(),
-                  U=U.numpy(), components=res["components"].numpy())
+    arrays = disentangle_rollouts(model, bd.U.float().to(device), bd.blocks, test.sample(1), st.T_cond)
+    summary.update(bd_loss_per_epoch=bd.bd_loss_per_epoch, commutant_eigenvalues=bd.commutant_eigenvalues,
+                   settings={k: v for k, v in vars(st).items()}, block_rule=BLOCK_RULES[st.method])
+    # U's columns are already grouped block by block, so the maps need no permutation
+    arrays.update(before=maps["before"].numpy(), after=maps["after"].numpy(), perm=np.arange(M.shape[-1]),
+                  U=bd.U.numpy(), components=maps["components"].numpy())
     return summary, arrays
+
+
+BLOCK_RULES = {
+    "algebraic": "finest common invariant subspaces from the commutant of the transitions "
+                 "(msp.sbd_algebra.algebraic_sbd, docs/sbd.md)",
+    "authors": "U by Adam on the block-diagonalization loss (authors' recipe); blocks by spectral "
+               "clustering of mean |V|^T|V| with the eigengap (msp.sbd.find_blocks)",
+}

@@ -20,7 +20,8 @@ from msp.runs import BASELINES, is_baseline
 REFERENCE_CSV = Path(__file__).parent / "reference" / "reference_results.csv"
 SUMMARY_COLUMNS = ["evaluation", "dataset", "model", "horizon", "metric", "mean", "std", "n_seeds"]
 METRICS = {"prediction": ["mse"], "equivariance": ["Lp", "Lp_equiv"]}
-SBD_METRICS = ["off_block_energy_before", "off_block_energy_after", "off_block_energy_chance", "factor_block_score"]
+SBD_METRICS = ["offblock_energy_before", "offblock_energy_after", "offblock_energy_chance", "log10_gap", "n_shared_blocks",
+               "static_dims"]
 # results/{dataset}/{model}/seed{seed}/eval/..., results/{dataset}/{baseline}/eval/... (rules/common.smk)
 RUN_PATH = re.compile(r"(?:^|/)(?P<dataset>[^/]+)/(?P<model>[^/]+)/(?:seed(?P<seed>\d+)/)?eval/")
 
@@ -40,19 +41,14 @@ def gather_runs(kind: str, paths) -> pd.DataFrame:
     """One long frame from the per-run evaluation files of one kind.
 
     prediction/equivariance: the per-horizon CSVs of `msp evaluate`; sbd: the sbd.json files
-    (scalars kept, `factor_to_block` kept as a JSON string). Adds evaluation, dataset, model,
-    seed columns in front.
+    (scalars kept; block sizes, factor -> owned blocks and the finest / disjoint verdicts of
+    msp.sbd.score_blocks). Adds evaluation, dataset, model, seed columns in front.
     """
     frames = []
     for path in paths:
         run = run_of(path)
         if kind == "sbd":
-            info = json.loads(Path(path).read_text())
-            row = {k: info.get(k, math.nan) for k in SBD_METRICS}
-            row["n_blocks"] = len(info.get("blocks", []))
-            row["factor_to_block"] = json.dumps(info.get("factor_to_block", {}), sort_keys=True)
-            row["factor_one_to_one"] = _one_to_one(info)
-            frame = pd.DataFrame([row])
+            frame = pd.DataFrame([_sbd_row(json.loads(Path(path).read_text()), path)])
         else:
             frame = pd.read_csv(path)
             missing = {"horizon", *METRICS[kind]} - set(frame.columns)
@@ -66,15 +62,25 @@ def gather_runs(kind: str, paths) -> pd.DataFrame:
     return out[front + [c for c in out.columns if c not in front]]
 
 
-def _one_to_one(info: dict) -> bool | None:
-    """Did SBD give distinct factors distinct blocks? None when the file says nothing."""
-    if "factor_one_to_one" in info:
-        return bool(info["factor_one_to_one"])
-    mapping = info.get("factor_to_block")
-    if not mapping:
-        return None
-    blocks = [json.dumps(v) for v in mapping.values()]
-    return len(set(blocks)) == len(blocks)
+def _sbd_row(info: dict, path) -> dict:
+    """One row of the SBD runs frame from an sbd.json (msp.sbd.score_blocks)."""
+    missing = {"block_sizes", "finest", "offblock_energy_after"} - set(info)
+    if missing:
+        raise ValueError(f"{path}: missing {sorted(missing)}; it was written by an older msp evaluate sbd, "
+                         "delete it and re-run the workflow to recompute it")
+    row = {k: info.get(k, math.nan) for k in SBD_METRICS}
+    row["log10_gap"] = math.log10(info["gap"]) if info.get("gap", 0) > 0 else math.nan
+    row["n_shared_blocks"] = len(info.get("shared_blocks", [])) if "factor_blocks" in info else math.nan
+    row["method"] = info.get("method", "")
+    row["n_blocks"] = len(info["block_sizes"])
+    row["block_sizes"] = " ".join(str(s) for s in info["block_sizes"])
+    row["commutant_dim"] = info.get("commutant_dim", math.nan)
+    row["factor_blocks"] = json.dumps(info.get("factor_blocks", {}), sort_keys=True)
+    row["factor_dims"] = json.dumps(info.get("factor_dims", {}), sort_keys=True)
+    row["finest"] = bool(info["finest"])
+    row["disjoint"] = info.get("disjoint")
+    row["finest_and_disjoint"] = info.get("finest_and_disjoint")
+    return row
 
 
 def read_runs(paths) -> dict[str, pd.DataFrame]:
@@ -170,19 +176,31 @@ def equivariance_table(summary, reference, labels) -> pd.DataFrame:
 
 def sbd_table(sbd_runs: pd.DataFrame, labels) -> pd.DataFrame:
     """One row per dataset x model: SBD scores, mean +- std over seeds (no reference: the
-    authors publish heat maps only)."""
+    authors publish heat maps only). The verdict columns count seeds: finest (no block can be
+    split further), disjoint (every factor owns blocks, none shared) and both (claim 5)."""
     rows = []
     for (dataset, model), group in sbd_runs.groupby(["dataset", "model"], sort=False):
         row = {"dataset": dataset, "model": model, "label": labels.get(model, model)}
         for metric in SBD_METRICS:
             values = pd.to_numeric(group[metric], errors="coerce")
             row[f"{metric}_mean"], row[f"{metric}_std"] = values.mean(), values.std()
-        one_to_one = group["factor_one_to_one"].dropna()
-        row["one_to_one_seeds"] = f"{int(one_to_one.astype(bool).sum())}/{len(one_to_one)}"
-        row["n_blocks"] = "/".join(str(int(n)) for n in group["n_blocks"])
+        for verdict in ("finest", "disjoint", "finest_and_disjoint"):
+            flags = group[verdict].dropna().map(lambda v: str(v).lower() == "true")
+            row[f"{verdict}_seeds"] = f"{int(flags.sum())}/{len(flags)}"
+        row["block_sizes"] = " / ".join(str(s) for s in group["block_sizes"])
+        row["factor_dims"] = " / ".join(_dims(d) for d in group["factor_dims"])
+        row["method"] = "/".join(sorted(set(group["method"].astype(str))))
         row["n_seeds"] = len(group)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _dims(factor_dims) -> str:
+    """'{"hue": 2, "rotation": 4}' -> 'hue 2, rotation 4' (dims each factor owns alone)."""
+    try:
+        return ", ".join(f"{k} {v}" for k, v in json.loads(factor_dims).items())
+    except (TypeError, ValueError):
+        return "?"
 
 
 # ---- formatting ---------------------------------------------------------------------------
@@ -227,12 +245,16 @@ def display_frame(kind: str, table: pd.DataFrame) -> pd.DataFrame:
             shown["L^p (paper)"] = f(row, "Lp_ref")
             shown["L^p_equiv (paper)"] = f(row, "Lp_equiv_ref")
         else:
-            shown["off-block before"] = f(row, "off_block_energy_before")
-            shown["off-block after"] = f(row, "off_block_energy_after")
-            shown["off-block chance"] = f(row, "off_block_energy_chance")
-            shown["factor-block score"] = f(row, "factor_block_score")
-            shown["one-to-one seeds"] = row.one_to_one_seeds
-            shown["blocks"] = row.n_blocks
+            shown["off-block before"] = f(row, "offblock_energy_before")
+            shown["off-block after"] = f(row, "offblock_energy_after")
+            shown["off-block chance"] = f(row, "offblock_energy_chance")
+            shown["log10 gap"] = f(row, "log10_gap")
+            shown["block sizes"] = row.block_sizes
+            shown["dims owned per factor"] = row.factor_dims
+            shown["shared blocks"] = f(row, "n_shared_blocks")
+            shown["static dims"] = f(row, "static_dims")
+            shown["finest seeds"] = row.finest_seeds
+            shown["finest & disjoint seeds"] = row.finest_and_disjoint_seeds
         shown["seeds"] = "–" if is_baseline(row.model) else str(int(row.n_seeds))  # no training, no seed
         out.append(shown)
     return pd.DataFrame(out)
@@ -283,8 +305,10 @@ CAPTIONS = {
     "baselines use no transition, so their L^p_equiv = L^p: a model whose L^p_equiv is not below "
     "theirs has learned no transition that transfers.",
     "sbd": "Simultaneous block diagonalization: fraction of the transitions' energy outside the "
-    "blocks before and after the learned change of basis, its chance level, and the share of "
-    "each single-factor transition inside its assigned block.",
+    "blocks before and after the change of basis and its chance level; log10 of the commutant's "
+    "eigenvalue gap (confidence in the block structure); block sizes and the dims each factor "
+    "owns alone (per seed); blocks moved by several factors, static dims; seeds whose blocks "
+    "are the finest, and finest with each factor on its own blocks (claim 5).",
 }
 
 

@@ -56,8 +56,10 @@ def test_cli_sbd_and_samples_files(tmp_path, fake_world):
     run_msp(["evaluate", "sbd", "--checkpoint", "x.pt", "--out", str(tmp_path / "sbd"), "--T", "4",
              "--n-batches", "4", "--component-batches", "1", "--epochs", "2"])
     summary = json.loads((tmp_path / "sbd" / "sbd.json").read_text())
-    assert {"blocks", "off_block_energy_before", "off_block_energy_after", "factor_names", "factor_to_block",
-            "factor_block_score"} <= set(summary)
+    assert {"blocks", "block_sizes", "offblock_energy_before", "offblock_energy_after", "factor_names",
+            "factor_blocks", "shared_blocks", "commutant_dim", "gap", "finest_and_disjoint"} <= set(summary)
+    assert summary["method"] == "algebraic" and sorted(summary["block_sizes"]) == [1, 2, 2]
+    assert summary["finest_and_disjoint"] and summary["factor_dims"] == {"rot_a": 2, "rot_b": 2, "scale": 1}
     assert summary["n_matrices"] == 128 and summary["factor_names"] == ["rot_a", "rot_b", "scale"]
     maps = np.load(tmp_path / "sbd" / "sbd_maps.npz")
     assert {"before", "after", "perm", "U", "components", "disentangle"} <= set(maps.files)

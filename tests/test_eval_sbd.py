@@ -74,22 +74,22 @@ def test_triangular_coupling_is_seen_by_the_affinity():
     assert as_sets(partition.blocks) == [(0, 1, 4), (2, 3)]
 
 
-def test_learned_basis_recovers_hidden_blocks():
+def test_authors_method_recovers_hidden_blocks():
     P = torch.randn(5, 5, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
     M = hide(block_family(320, 5), P)
     U, losses = sbd.learn_change_of_basis(M, epochs=50, seed=0)
     assert losses[-1] < losses[0]
-    result = sbd.analyse_transitions(M, U)
-    assert sorted(map(len, result["blocks"])) == [1, 2, 2]
+    bd = sbd.block_diagonalize(M, method="authors", epochs=50, seed=0)
+    assert sorted(bd.block_sizes) == [1, 2, 2] and bd.finest
+    result, maps = sbd.score_blocks(M, bd)
     # each learned block spans exactly one hidden block: P^-1 U is block-permutation shaped
-    Q = torch.linalg.solve(P, U)
-    for block in result["blocks"]:
+    Q = torch.linalg.solve(P, bd.U)
+    for block in bd.blocks:
         energy = torch.stack([(Q[true][:, block] ** 2).sum() for true in TRUE_BLOCKS])
         assert energy.max() / energy.sum() > 0.99
-    assert result["off_block_energy_after"] < 0.01 < 0.2 < result["off_block_energy_before"]
+    assert result["offblock_energy_after"] < 0.01 < 0.2 < result["offblock_energy_before"]
     assert result["bd_loss_after"] < result["bd_loss_before"]
-    a = result["after"]
-    assert a.shape == (5, 5) and torch.equal(a, sbd.heat_map(sbd.change_basis(M, U))[result["perm"]][:, result["perm"]])
+    assert torch.equal(maps["after"], sbd.heat_map(sbd.change_basis(M, bd.U)))
 
 
 def test_restarts_keep_the_lowest_loss():
@@ -100,34 +100,56 @@ def test_restarts_keep_the_lowest_loss():
     assert float(sbd.block_diagonalization_loss(sbd.change_basis(M, U))) == pytest.approx(min(finals))
 
 
-def test_factor_block_assignment_known_answer():
-    E = torch.zeros(3, 4, 4)
-    E[0, :2, :2], E[0, 0, 3] = 0.9, 0.4       # factor 0: block 0 holds 3.6 of 4.0
-    E[1, 2:, 2:] = 1.0                         # factor 1: entirely block 1
-    E[2, 2:, 2:], E[2, 0, 0] = 1.0, 1.0        # factor 2: 4 of 5 in block 1
-    fractions, assignment, score, one_to_one = sbd.factor_block_assignment(E, [[0, 1], [2, 3]])
-    np.testing.assert_allclose(fractions.numpy(), [[0.9, 0.0], [0.0, 1.0], [0.2, 0.8]], atol=1e-6)
-    assert assignment.tolist() == [0, 1, 1] and not one_to_one
-    assert score == pytest.approx((0.9 + 1.0 + 0.8) / 3)
+def test_hand_picked_blocks_are_scored_honestly():
+    """Merging the two rotation blocks by hand keeps the off-block energy at zero, but the
+    merged block is shared by both factors and the partition is not the finest."""
+    P = torch.randn(5, 5, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    B = block_family(200, 8)
+    M = hide(B, P)
+    singles = []
+    for f in range(3):  # single-factor families: only factor f moves
+        Bf = B.clone()
+        for g in range(3):
+            if g != f:
+                Bf[:, TRUE_BLOCKS[g]] = 0
+                Bf[:, TRUE_BLOCKS[g], TRUE_BLOCKS[g]] = 1
+        singles.append(hide(Bf, P))
+    names = ["rot_a", "rot_b", "scale"]
+    bd = sbd.block_diagonalize(M)
+    good, _ = sbd.score_blocks(M, bd, singles, names)
+    assert good["finest_and_disjoint"] and sorted(good["block_sizes"]) == [1, 2, 2]
+    rotations = [b for b in bd.blocks if len(b) == 2]
+    scale = [b for b in bd.blocks if len(b) == 1]
+    merged = sbd.block_diagonalize(M, blocks=[rotations[0] + rotations[1], scale[0]])
+    assert merged.hand_picked and merged.block_sizes == [4, 1] and merged.finest_block_sizes == [2, 2, 1]
+    bad, _ = sbd.score_blocks(M, merged, singles, names)
+    assert bad["offblock_energy_after"] < 1e-20  # the energy cannot tell merged from finest...
+    assert not bad["finest"] and bad["shared_blocks"] == [0] and not bad["disjoint"]  # ...the new score can
+    assert bad["factor_blocks"] == {"rot_a": [], "rot_b": [], "scale": [1]}
+    with pytest.raises(ValueError, match="each column exactly once"):
+        sbd.block_diagonalize(M, blocks=[[0, 1], [1, 2, 3, 4]])
+    with pytest.raises(ValueError, match="unknown SBD method"):
+        sbd.block_diagonalize(M, method="magic")
 
 
-def test_run_sbd_on_a_fake_model_finds_one_block_per_factor():
+@pytest.mark.parametrize("method", ["algebraic", "authors"])
+def test_run_sbd_on_a_fake_model_finds_one_block_per_factor(method):
     P = torch.randn(5, 5, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
 
     def make_generator(*, split, T, seed, **options):
         return FakeSequences(T=T, seed=seed, basis=P, **options)
 
     settings = sbd.SBDSettings(T=4, T_cond=2, batch_size=32, n_batches=10, component_batch_size=10,
-                               component_batches=2, epochs=50, restarts=1)
+                               component_batches=2, method=method, epochs=50, restarts=1)
     summary, arrays = sbd.run_sbd(FakeModel(gain=1.0), make_generator, settings)
-    assert sorted(map(len, summary["blocks"])) == [1, 2, 2]
+    assert sorted(summary["block_sizes"]) == [1, 2, 2] and summary["method"] == method
     assert summary["factor_names"] == ["rot_a", "rot_b", "scale"]
-    assert summary["factor_one_to_one"] and summary["factor_block_score"] > 0.95
-    assert len(summary["blocks"][summary["factor_to_block"]["scale"]]) == 1
-    assert summary["off_block_energy_after"] < 0.01 < summary["off_block_energy_before"]
+    assert summary["finest_and_disjoint"] and summary["shared_blocks"] == [] and summary["static_blocks"] == []
+    assert summary["factor_dims"] == {"rot_a": 2, "rot_b": 2, "scale": 1}
+    assert summary["offblock_energy_after"] < 0.01 < summary["offblock_energy_before"]
     assert arrays["disentangle"].shape == (3, 2, 1, 6, 5)  # (blocks, predicted frames, C, H, W)
     assert arrays["components"].shape == (3, 5, 5) and arrays["U"].shape == (5, 5)
-    assert sorted(arrays["perm"].tolist()) == list(range(5))
+    assert arrays["perm"].tolist() == list(range(5))
     # V - I is the sum of the per-block (V_b - I), so the one-step motions of the block rows add up
     last = arrays["disentangle_cond"][-1]
     motion = arrays["disentangle_all"][0] - last

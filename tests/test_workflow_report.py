@@ -53,10 +53,13 @@ def write_fake_results(root, pred=PRED):
         sbd_dir.mkdir(parents=True, exist_ok=True)
         blocks = [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9], [10, 11, 12, 13, 14, 15]]
         (sbd_dir / "sbd.json").write_text(json.dumps({
-            "blocks": blocks, "off_block_energy_before": 0.6, "off_block_energy_after": 0.1 * seed,
+            "method": "algebraic", "block_sizes": [5, 5, 6], "blocks": blocks, "finest_block_sizes": [5, 5, 6],
+            "finest": True, "commutant_dim": 3, "gap": 1e6 * seed, "offblock_energy_before": 0.6,
+            "offblock_energy_after": 0.1 * seed, "offblock_energy_chance": 0.66,
             "factor_names": ["rotation", "hue", "translation"],
-            "factor_to_block": {"rotation": 0, "hue": 1, "translation": 2},
-            "factor_block_score": 0.9, "factor_one_to_one": True}))
+            "factor_blocks": {"rotation": [0], "hue": [1], "translation": [2]},
+            "factor_dims": {"rotation": 5, "hue": 5, "translation": 6}, "shared_blocks": [], "static_blocks": [],
+            "static_dims": 0, "disjoint": True, "finest_and_disjoint": True}))
         after = np.kron(np.eye(3), np.ones((6, 6)))[:16, :16]
         np.savez(sbd_dir / "sbd_maps.npz", before=rng.random((16, 16)), after=after, perm=np.arange(16),
                  U=np.eye(16), components=np.stack([after * (i + 1) for i in range(3)]),
@@ -105,8 +108,10 @@ def test_tables_give_mean_std_over_seeds_next_to_the_reference(tmp_path):
     assert equiv.loc["neuralM", "Lp_equiv_ref_mean"] == pytest.approx(64.25)
     assert equiv.loc["neuralM", "Lp_equiv_ref_std"] == pytest.approx(2.59)
     sbd = pd.read_csv(out / "sbd.csv")
-    assert sbd.loc[0, "off_block_energy_after_mean"] == pytest.approx(0.15)
-    assert sbd.loc[0, "one_to_one_seeds"] == "2/2"
+    assert sbd.loc[0, "offblock_energy_after_mean"] == pytest.approx(0.15)
+    assert sbd.loc[0, "log10_gap_mean"] == pytest.approx((6 + 6.30103) / 2)
+    assert sbd.loc[0, "finest_and_disjoint_seeds"] == "2/2" and sbd.loc[0, "block_sizes"] == "5 5 6 / 5 5 6"
+    assert "rotation 5, translation 6" in (out / "sbd.md").read_text()
 
 
 def test_claims_follow_the_numbers(tmp_path):
@@ -127,6 +132,24 @@ def test_claims_follow_the_numbers(tmp_path):
     gathered = gather_all(other, files)
     assert run("report", "claims", "--inputs", *gathered, "--out", out_csv) == 0
     assert list(pd.read_csv(out_csv).verdict) == ["held", "held", "not held", "not checked", "held"]
+
+
+def test_claim_5_fails_on_merged_or_shared_blocks(tmp_path):
+    """A coarser partition (two factors' blocks merged) is neither finest nor disjoint: claim 5
+    must not hold on it, although its off-block energy is as low as the right one's."""
+    files, _ = write_fake_results(tmp_path)
+    for path in files["sbd"]:
+        info = json.loads(path.read_text())
+        info.update(block_sizes=[10, 6], blocks=[list(range(10)), list(range(10, 16))], finest=False,
+                    factor_blocks={"rotation": [], "hue": [], "translation": [1]}, shared_blocks=[0],
+                    disjoint=False, finest_and_disjoint=False)
+        path.write_text(json.dumps(info))
+    gathered = gather_all(tmp_path, files)
+    out_csv = tmp_path / "claims.csv"
+    assert run("report", "claims", "--inputs", *gathered, "--out", out_csv, tmp_path / "claims.md") == 0
+    claim5 = pd.read_csv(out_csv).set_index("claim").loc[5]
+    assert claim5.verdict == "not held"
+    assert "not finest" in claim5.evidence and "1 shared, not disjoint" in claim5.evidence
 
 
 def test_claims_hold_on_the_authors_numbers():
