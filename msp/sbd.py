@@ -238,7 +238,7 @@ def block_diagonalize(M, method="algebraic", blocks=None, seed=0, epochs=50, lr=
     comm = sbd_algebra.commutant(M.numpy())
     losses = []
     if method == "algebraic":
-        dec = sbd_algebra.algebraic_sbd(M.numpy(), seed=seed)
+        dec = sbd_algebra.algebraic_sbd(M.numpy(), seed=seed, comm=comm)
         U, found = torch.from_numpy(dec.U), [list(range(s.start, s.stop)) for s in sbd_algebra.block_slices(dec.block_sizes)]
     else:
         U, losses = learn_best_change_of_basis(M, restarts=restarts, seed=seed, epochs=epochs, lr=lr,

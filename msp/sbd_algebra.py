@@ -204,12 +204,13 @@ class Decomposition:
     cluster_tol: float = 0.0
 
 
-def algebraic_sbd(M, seed=0, dim=None):
+def algebraic_sbd(M, seed=0, dim=None, comm=None):
     """The finest simultaneous block diagonalization of a family. M: (N, a, a) -> Decomposition.
-    Deterministic for a given seed. `dim` forces the commutant dimension."""
+    Deterministic for a given seed. `dim` forces the commutant dimension; `comm` reuses an
+    already computed commutant(M)."""
     M = np.asarray(M, dtype=np.float64)
     a = M.shape[-1]
-    comm = commutant(M, dim=dim)
+    comm = commutant(M, dim=dim) if comm is None else comm
     tol = cluster_tolerance(comm)
     U, sizes = refine_blocks(np.eye(a), [a], comm, tol, seed=seed)
     # columns of unit length, so that U's condition number reflects the blocks' angles only
