@@ -164,5 +164,18 @@ def eval_flags(action):
     return " ".join(flags).strip()
 
 
+def sbd_flags(wildcards):
+    """Flags of `msp evaluate sbd` for one run: eval_flags plus the method and any hand-picked
+    blocks of `evaluation.sbd` (keyed DATASET/MODEL/seedN)."""
+    cfg = config["evaluation"].get("sbd") or {}
+    flags = [eval_flags("sbd"), f"--method {cfg.get('method', 'algebraic')}"]
+    blocks = (cfg.get("blocks") or {}).get(
+        f"{wildcards.dataset}/{wildcards.model}/seed{wildcards.seed}"
+    )
+    if blocks is not None:
+        flags.append(f"--blocks '{json.dumps(blocks, separators=(',', ':'))}'")
+    return " ".join(f for f in flags if f)
+
+
 def train_runtime(wildcards):
     return config["datasets"][wildcards.dataset].get("runtime", TRAIN_RES["runtime"])

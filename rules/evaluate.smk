@@ -69,7 +69,7 @@ use rule evaluate_prediction as evaluate_sbd with:
     params:
         action="sbd",
         out=parent_dir,
-        flags=eval_flags("sbd"),
+        flags=sbd_flags,
 
 
 # No training and no seed: RESULTS/DATASET/BASELINE/eval/KIND.csv, on the CPU (seconds).

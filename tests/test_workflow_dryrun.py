@@ -107,3 +107,21 @@ def test_quick_evaluation_sizes_do_not_shrink_the_sbd_sample(tmp_path):
     assert len(sbd) == 1 and len(prediction) == 1, commands
     assert "--n-batches 3" in prediction[0] and "--batch-size 5" in prediction[0]
     assert "--n-batches" not in sbd[0] and "--batch-size" not in sbd[0] and "--epochs 2" in sbd[0]
+
+
+def test_sbd_method_and_hand_picked_blocks_reach_the_command(tmp_path):
+    """evaluation.sbd: the method for every run, hand-picked blocks only for the run they name."""
+    override = tmp_path / "sbd.yaml"
+    override.write_text(yaml.safe_dump({"evaluation": {"sbd": {
+        "method": "authors", "blocks": {"mnist/lstsq/seed1": [[0, 1], [2, 3, 4]]}}}}))
+    runs = [f"results/demo/mnist/lstsq/seed{s}/eval/sbd/sbd.json" for s in (1, 2)]
+    result = snakemake(*runs, "-n", "-p", "--forceall", "--configfile", str(ROOT / "configs" / "demo.yaml"),
+                       str(override), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    sbd = sorted(line for line in (result.stdout + result.stderr).splitlines() if "msp evaluate sbd" in line)
+    assert len(sbd) == 2 and all("--method authors" in c for c in sbd), sbd
+    assert sum("--blocks '[[0,1],[2,3,4]]'" in c for c in sbd) == 1 and "seed1" in next(c for c in sbd if "--blocks" in c)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"evaluation": {"sbd": {"method": "adam"}}}))
+    result = snakemake(runs[0], "-n", "--configfile", str(ROOT / "configs" / "demo.yaml"), str(bad), cwd=tmp_path)
+    assert result.returncode != 0 and "adam" in result.stdout + result.stderr
