@@ -10,6 +10,7 @@ msp.authors_checkpoint, also with weights_only=True.)
     RUN/model.pt                       final, the completion marker
 """
 
+import pickle
 import warnings
 from pathlib import Path
 
@@ -31,9 +32,24 @@ def save_checkpoint(checkpoint: dict, path) -> None:
         raise (OSError(code, message) if code else OSError(message)) from err
 
 
+class UnsafeCheckpointError(RuntimeError):
+    """A checkpoint file that is not plain data: unpickling it would run code."""
+
+
 def read_checkpoint(path, map_location="cpu") -> dict:
-    """torch.load of one of our checkpoint files: tensors and plain containers only."""
-    return torch.load(path, map_location=map_location, weights_only=True)
+    """torch.load of one of our checkpoint files: tensors and plain containers only. A file
+    that names anything else (code to run when unpickled) raises UnsafeCheckpointError
+    naming the file; nothing in it runs."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        what = str(err).split("Unsupported global:", 1)[1].split(".", 1)[0].strip() \
+            if "Unsupported global:" in str(err) else "an unsupported pickle instruction"
+        raise UnsafeCheckpointError(
+            f"refused to load {path}: it is not a plain-data checkpoint of msp train (it asks to "
+            f"run code: {what}; weights_only=True refused it), so nothing in it was executed. Do not use "
+            "this file: delete it "
+            "(or, for an authors' snapshot, use `msp import-authors`)") from None
 
 
 def checkpoint_paths(out_dir) -> list[Path]:
@@ -45,10 +61,24 @@ def periodic_path(out_dir, step: int) -> Path:
     return Path(out_dir) / "checkpoints" / f"step_{step:08d}.pt"
 
 
-def prune_checkpoints(out_dir, keep: int) -> None:
-    """Delete all but the newest `keep` periodic checkpoints."""
-    for old in checkpoint_paths(out_dir)[:-keep]:
+def prune_checkpoints(out_dir, keep: int, verified: set | None = None) -> None:
+    """Delete all but the newest `keep` periodic checkpoints that load. Unreadable files do
+    not count (else a run restarted among corrupt checkpoints would delete its only good
+    one); they are left for inspection. `verified`: paths known to load (updated here), so
+    each file is read at most once per process."""
+    verified = set() if verified is None else verified
+    good = []
+    for path in checkpoint_paths(out_dir):
+        if path not in verified:
+            try:
+                read_checkpoint(path)
+            except Exception:
+                continue
+            verified.add(path)
+        good.append(path)
+    for old in good[:-keep]:
         old.unlink(missing_ok=True)
+        verified.discard(old)
 
 
 def load_latest_checkpoint(out_dir, map_location="cpu"):
@@ -57,6 +87,8 @@ def load_latest_checkpoint(out_dir, map_location="cpu"):
     for path in reversed(checkpoint_paths(out_dir)):
         try:
             return read_checkpoint(path, map_location), path
+        except UnsafeCheckpointError as err:
+            warnings.warn(f"{err}; trying an older one")
         except Exception as err:  # truncated pickle/zip: fall back to the previous one
             warnings.warn(f"checkpoint {path} is unreadable ({type(err).__name__}: {err}); trying an older one")
     return None, None
@@ -69,6 +101,8 @@ def load_checkpoint(path, map_location="cpu"):
         raise FileNotFoundError(f"checkpoint {path} does not exist: train the run first (msp train / snakemake)")
     try:
         ckpt = read_checkpoint(path, map_location)
+    except UnsafeCheckpointError:
+        raise
     except Exception as err:
         raise RuntimeError(f"checkpoint {path} is unreadable ({err}); delete it and rerun training") from None
     cfg = ckpt["config"]

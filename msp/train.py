@@ -23,6 +23,7 @@ from msp.device import DEVICE_HELP, resolve_device
 from msp.dynamics import singular_sequences, watch_singular
 from msp.models import build_model
 from msp.performance import apply_speed_settings
+from msp.runlock import run_lock
 
 
 class NonFiniteLossError(RuntimeError):
@@ -62,11 +63,32 @@ def check_resumable(saved: dict, current: dict, out_dir: Path):
 
 
 def _truncate_metrics(path: Path, step: int):
-    """Drop log lines written after the checkpoint we resume from (they will be redone)."""
+    """Drop log lines written after the checkpoint we resume from (they will be redone).
+
+    A torn last line (the disk filled or the process died mid-append) is dropped with a
+    message; a broken line before the last one is not ours to guess about: an error names it.
+    """
     if not path.exists():
         return
-    lines = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
-    io.write_text(path, "".join(ln + "\n" for ln in lines))
+    text = path.read_text(errors="replace")
+    lines = text.split("\n")
+    complete, tail = lines[:-1], lines[-1]  # tail: text after the last newline ('' if none)
+    rows = []
+    for number, line in enumerate(complete, 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append((json.loads(line)["step"], line))
+        except (ValueError, KeyError, TypeError):
+            if number == len(complete) and not tail:  # the last line is the torn one
+                tail = line
+                break
+            raise ValueError(f"{path}: line {number} is not a metrics record ({line[:60]!r}); "
+                             "fix or delete that line (or the file) and rerun") from None
+    if tail.strip():
+        print(f"{path}: dropping a torn last line ({len(tail)} characters, written when the disk "
+              "filled or the process died); the steps it covered are redone", file=sys.stderr)
+    io.write_text(path, "".join(line + "\n" for s, line in rows if s <= step))
 
 
 def train(cfg: dict, out_dir, sequences=None, progress: bool | None = None) -> Path:
@@ -76,12 +98,21 @@ def train(cfg: dict, out_dir, sequences=None, progress: bool | None = None) -> P
     state_dict() and load_state_dict(); by default built from cfg.dataset.
     """
     cfg = normalize_run_config(cfg)
-    tc = cfg["train"]
     out_dir = Path(out_dir)
     final_path = out_dir / "model.pt"
     if final_path.exists():
         print(f"{final_path} exists: training is complete, nothing to do", file=sys.stderr)
         return final_path
+    with run_lock(out_dir):  # one writer per run directory
+        if final_path.exists():  # finished by the lock's previous owner
+            print(f"{final_path} exists: training is complete, nothing to do", file=sys.stderr)
+            return final_path
+        return _train(cfg, out_dir, sequences, progress)
+
+
+def _train(cfg: dict, out_dir: Path, sequences, progress) -> Path:
+    tc = cfg["train"]
+    final_path = out_dir / "model.pt"
     (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     device = resolve_device(tc["device"])
     torch.manual_seed(tc["seed"])
@@ -93,6 +124,7 @@ def train(cfg: dict, out_dir, sequences=None, progress: bool | None = None) -> P
     optimizer = torch.optim.Adam(model.parameters(), lr=tc["lr"], **adam_kwargs)
 
     step = 0
+    verified = set()  # checkpoints known to load: only these count for retention
     ckpt, ckpt_path = load_latest_checkpoint(out_dir, map_location=device)
     if ckpt is not None:
         check_resumable(ckpt["config"], cfg, out_dir)
@@ -103,6 +135,7 @@ def train(cfg: dict, out_dir, sequences=None, progress: bool | None = None) -> P
         if torch.cuda.is_available() and ckpt["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
         step = ckpt["step"]
+        verified.add(ckpt_path)
         print(f"resuming {out_dir} from {ckpt_path.name} (step {step})", file=sys.stderr)
     io.write_yaml(out_dir / "config.yaml", cfg)
     metrics_path = out_dir / "metrics.jsonl"
@@ -118,11 +151,15 @@ def train(cfg: dict, out_dir, sequences=None, progress: bool | None = None) -> P
         }
 
     def save_periodic():
-        save_checkpoint(make_checkpoint(), periodic_path(out_dir, step))
-        prune_checkpoints(out_dir, tc["keep_checkpoints"])
+        path = periodic_path(out_dir, step)
+        save_checkpoint(make_checkpoint(), path)
+        verified.add(path)
+        prune_checkpoints(out_dir, tc["keep_checkpoints"], verified)
 
-    terminated = []  # SIGTERM (SLURM time limit, preemption): checkpoint, then exit
-    previous_handler = signal.signal(signal.SIGTERM, lambda *_: terminated.append(True))
+    # SIGTERM (SLURM time limit, preemption) and SIGINT (Ctrl-C): checkpoint, then exit
+    terminated = []
+    previous_handlers = {sig: signal.signal(sig, lambda signum, _: terminated.append(signum))
+                         for sig in (signal.SIGTERM, signal.SIGINT)}
     bar = tqdm(total=tc["iterations"], initial=step, disable=None if progress is None else not progress,
                desc=f"{cfg['dataset']['name']}/{cfg['model']['name']}", dynamic_ncols=True)
     interval = {"sums": {}, "n": 0}  # metric sums since the last log line, kept on the device
@@ -155,8 +192,9 @@ def train(cfg: dict, out_dir, sequences=None, progress: bool | None = None) -> P
             if terminated:
                 check_finite()
                 save_periodic()
-                print(f"SIGTERM: checkpoint written at step {step}; rerun to resume", file=sys.stderr)
-                raise SystemExit(143)
+                name = signal.Signals(terminated[0]).name
+                print(f"{name}: checkpoint written at step {step}; rerun to resume", file=sys.stderr)
+                raise SystemExit(128 + terminated[0])  # 143 for SIGTERM, 130 for SIGINT
             lr = tc["lr"] if step < tc["lr_decay_iter"] else tc["lr"] / 3
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -193,7 +231,8 @@ def train(cfg: dict, out_dir, sequences=None, progress: bool | None = None) -> P
         check_finite()
     finally:
         bar.close()
-        signal.signal(signal.SIGTERM, previous_handler)
+        for sig, handler in previous_handlers.items():
+            signal.signal(sig, handler)
     final = make_checkpoint()
     final["final"] = True
     save_checkpoint(final, final_path)
