@@ -421,6 +421,7 @@ def add_arguments(parser):
     parser.add_argument("--source", default="drive", choices=("drive", "official", "embedded"),
                         help="data source stored in the config (default: drive, the authors' data)")
     parser.add_argument("--step", type=int, help="training step (default: N of snapshot_model_iter_N)")
+    parser.add_argument("--force", action="store_true", help="replace an existing --out file (never done without it)")
     parser.add_argument("--workflow-config", help="paper defaults (default: the repository's configs/config.yaml)")
     for field in FLAG_FIELDS:
         kind = float if field == "k" else int
@@ -431,11 +432,14 @@ def add_arguments(parser):
 def main(args):
     from msp.checkpoint import load_checkpoint, save_checkpoint
 
+    out = Path(args.out)
+    if out.exists() and not args.force:  # e.g. a model.pt that took days to train
+        raise FileExistsError(f"{out} exists (a trained or imported model); refusing to overwrite it. "
+                              "Choose another --out, or add --force to replace it")
     overrides = {field: getattr(args, field) for field in FLAG_FIELDS}
     _, checkpoint = import_snapshot(
         args.snapshot, args.dataset, args.model, overrides, args.authors_config, args.root, args.source, args.step,
         args.workflow_config)
-    out = Path(args.out)
     save_checkpoint(checkpoint, out)
     load_checkpoint(out)  # the file must load the way evaluation loads it
     m = checkpoint["config"]["model"]

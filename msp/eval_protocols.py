@@ -149,6 +149,7 @@ def equivariance_errors(model, generator, T_cond, batch_size, n_batches):
 
 def summarize_prediction(errors):
     """(S, n) errors -> DataFrame horizon, mse, mse_sem, n_sequences."""
+    errors = np.where(np.isnan(errors), np.inf, errors)  # a diverged roll-out is inf, never NaN
     S = errors.shape[0]
     sem = errors.std(axis=0, ddof=1) / np.sqrt(S) if S > 1 else np.full(errors.shape[1], np.nan)
     return pd.DataFrame({"horizon": np.arange(1, errors.shape[1] + 1), "mse": errors.mean(axis=0),
@@ -157,6 +158,7 @@ def summarize_prediction(errors):
 
 def summarize_equivariance(Lp, Lp_equiv):
     """(S, n) pair -> DataFrame horizon, Lp, Lp_equiv, n_sequences."""
+    Lp, Lp_equiv = (np.where(np.isnan(x), np.inf, x) for x in (Lp, Lp_equiv))  # diverged: inf
     return pd.DataFrame({"horizon": np.arange(1, Lp.shape[1] + 1), "Lp": Lp.mean(axis=0),
                          "Lp_equiv": Lp_equiv.mean(axis=0), "n_sequences": Lp.shape[0]})
 

@@ -40,6 +40,8 @@ def load_checkpoint(path, device):
 def _common(p, *, batch_size, seed, T_help, baselines=False):
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--checkpoint", help="model.pt (or a checkpoint) written by msp train")
+    p.add_argument("--expect-run", metavar="DATASET/MODEL/seedN",
+                   help="refuse a checkpoint trained as another run (e.g. a model.pt copied between runs)")
     if baselines:
         which.add_argument("--baseline", choices=trivial_baselines.BASELINES,
                            help="a trivial predictor instead of a trained model (needs --dataset)")
@@ -117,6 +119,20 @@ def baseline_config(args) -> dict:
                         "options": options}}
 
 
+def check_expected_run(config: dict, checkpoint, expected: str | None) -> None:
+    """The checkpoint's own run config must be the run it is evaluated for: a model.pt of
+    mnist placed in mnist_bg's folder would otherwise fill mnist_bg's table with mnist's
+    numbers."""
+    if not expected:
+        return
+    actual = (f"{config['dataset']['name']}/{config['model']['name']}/"
+              f"seed{config.get('train', {}).get('seed')}")
+    if actual != expected:
+        raise ValueError(f"{checkpoint} was trained as {actual} but is evaluated for {expected}: it "
+                         "belongs to another run (copied or moved?). Put it back where it belongs, or "
+                         "delete it and train this run")
+
+
 def _setup(args):
     device = resolve_device(args.device)
     baseline = getattr(args, "baseline", None)
@@ -124,6 +140,7 @@ def _setup(args):
         model, config = None, baseline_config(args)  # built in main, once the set's T is known
     else:
         model, config = load_checkpoint(args.checkpoint, device)
+        check_expected_run(config, args.checkpoint, getattr(args, "expect_run", None))
     name = config["dataset"]["name"]
     protocol = ep.protocol_for(name)
     T_cond = args.T_cond or protocol.T_cond

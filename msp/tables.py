@@ -54,6 +54,14 @@ def gather_runs(kind: str, paths) -> pd.DataFrame:
             missing = {"horizon", *METRICS[kind]} - set(frame.columns)
             if missing:
                 raise ValueError(f"{path}: missing column(s) {sorted(missing)} of a {kind} evaluation")
+            for column in METRICS[kind]:
+                values = pd.to_numeric(frame[column], errors="coerce")
+                if values.isna().any():  # msp evaluate writes a diverged roll-out as inf
+                    rows = frame.loc[values.isna(), "horizon"].tolist()
+                    raise ValueError(f"{path}: column {column} is empty, NaN or not a number at horizon(s) "
+                                     f"{rows[:5]}; msp evaluate never writes that (a diverged roll-out is "
+                                     "'inf'): the file was edited or is corrupt. Delete it and rerun the "
+                                     "workflow to recompute it")
         frames.append(frame.assign(evaluation=kind, **run))
     if not frames:
         raise ValueError(f"no {kind} evaluation files given")

@@ -28,6 +28,7 @@ rule evaluate_prediction:
         flags=eval_flags("prediction"),
     shell:
         "OMP_NUM_THREADS={threads} msp evaluate {params.action} --checkpoint {input.model}"
+        " --expect-run {wildcards.dataset}/{wildcards.model}/seed{wildcards.seed}"
         " --out {params.out} {params.flags} > {log} 2>&1"
 
 

@@ -202,3 +202,26 @@ def test_plain_pickle_checkpoint_is_refused_too(tmp_path):
     with pytest.raises(UnsafeCheckpointError, match="old.pt"):
         checkpoint.read_checkpoint(tmp_path / "old.pt")
     assert not marker.exists()
+
+
+def test_import_authors_never_overwrites_a_model_without_force(tmp_path):
+    import argparse
+
+    from msp import authors_checkpoint
+    from test_authors_checkpoint import make_pair
+
+    _, _, ref = make_pair("neural_trans")
+    snapshot = tmp_path / "snapshot_model_iter_300"
+    torch.save(ref.state_dict(), snapshot)
+    trained = tmp_path / "run" / "model.pt"
+    trained.parent.mkdir()
+    trained.write_bytes(b"days of training")
+    parser = argparse.ArgumentParser()
+    authors_checkpoint.add_arguments(parser)
+    argv = ["--snapshot", str(snapshot), "--dataset", "mnist", "--model", "neural_trans", "--dim-m", "16",
+            "--dim-a", "4", "--k", "0.25", "--out", str(trained)]
+    with pytest.raises(FileExistsError, match=r"model.pt exists .*refusing to overwrite it.*--force"):
+        authors_checkpoint.main(parser.parse_args(argv))
+    assert trained.read_bytes() == b"days of training"
+    assert authors_checkpoint.main(parser.parse_args(argv + ["--force"])) == 0
+    assert load_checkpoint(trained)[1]["model"]["name"] == "neural_trans"
