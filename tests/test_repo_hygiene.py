@@ -112,6 +112,32 @@ def test_cited_doc_sections_exist():
     assert not missing, "pointers to documentation sections that do not exist:\n" + "\n".join(missing)
 
 
+def test_code_named_in_docs_exists():
+    """docs/*.md name modules, functions and files of the code (msp.dynamics.least_squares_transition,
+    msp/sbd.py): each must still exist, so the documentation cannot drift silently."""
+    import importlib
+
+    missing = []
+    for doc in sorted((ROOT / "docs").glob("*.md")):
+        text = doc.read_text()
+        for dotted in sorted(set(re.findall(r"\b(msp(?:\.[A-Za-z_]\w*)+)", text))):
+            parts, obj, rest = dotted.split("."), None, []
+            for i in range(len(parts), 0, -1):
+                try:
+                    obj, rest = importlib.import_module(".".join(parts[:i])), parts[i:]
+                    break
+                except ImportError:
+                    continue
+            for attr in rest:
+                obj = getattr(obj, attr, None)
+            if obj is None:
+                missing.append(f"{doc.name}: {dotted}")
+        for path in sorted(set(re.findall(r"`((?:msp|rules|configs|tests|bench)/[\w./-]+\.(?:py|smk|yaml|csv|md))`", text))):
+            if not (ROOT / path).is_file():
+                missing.append(f"{doc.name}: {path}")
+    assert not missing, "documentation names code that does not exist (update docs/):\n" + "\n".join(missing)
+
+
 @pytest.mark.parametrize("line", [
     "data = '" + SLASH + "work" + SLASH + "main/data'",
     "# transcribed from " + SLASH + "home" + SLASH + "alice" + SLASH + "notes.md",
