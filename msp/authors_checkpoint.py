@@ -34,20 +34,16 @@ from pathlib import Path
 import torch
 import yaml
 
+from msp import registry
 from msp.config import normalize_run_config
-from msp.models import MODELS, build_model
+from msp.models import build_model
 
-# Image shape (C, H, W) of each dataset (docs/datasets.md).
-IMAGE_SHAPES = {
-    "mnist": (3, 32, 32), "mnist_bg": (3, 32, 32), "mnist_bg_full": (3, 32, 32), "mnist_accl": (3, 32, 32),
-    "3dshapes": (3, 64, 64), "smallNORB": (1, 96, 96),
-}
-# Authors' model class -> our registry name (SeqAELSTSQ with predictive: False is lstsq_rec).
-AUTHORS_CLASSES = {
-    "SeqAELSTSQ": "lstsq", "SeqAEMultiLSTSQ": "lstsq_multi", "SeqAEHOLSTSQ": "holstsq",
-    "SeqAENeuralM": "neuralM", "SeqAENeuralMLatentPredict": "neuralM_latentpred",
-    "SeqAENeuralTransition": "neural_trans", "ResNetwProjHead": "simclr", "CPC": "cpc",
-}
+# Authors' model class -> our registry name (ModelSpec.authors_class; SeqAELSTSQ with
+# predictive: False is lstsq_rec).
+def authors_classes() -> dict[str, str]:
+    return {spec.authors_class: name for name, spec in registry.MODELS.items() if spec.authors_class}
+
+
 # Authors' model arguments -> our model field (None: checked or ignored, see _model_from_authors_config).
 AUTHORS_MODEL_ARGS = {
     "dim_m": "dim_m", "dim_a": "dim_a", "k": "k", "n_blocks": "n_blocks", "bottom_width": "bottom_width",
@@ -57,7 +53,6 @@ AUTHORS_MODEL_ARGS = {
     "dim_head": "dim_head", "temp": "temperature", "T_cond": "T_cond",
     "ch_x": None, "predictive": None, "change_of_basis": None, "loss_type": None,
 }
-AUTHORS_DATA_FAMILY = {"seq_mnist": "mnist", "three_dim_shapes": "3dshapes", "small_norb": "smallNORB"}
 
 
 class AuthorsCheckpointError(ValueError):
@@ -332,19 +327,21 @@ def _model_from_authors_config(cfg: dict, dataset: str) -> tuple[dict, dict]:
     """An authors' run YAML -> (our model fields, our train fields)."""
     model_sec = cfg.get("model") or {}
     cls = model_sec.get("name")
-    if cls not in AUTHORS_CLASSES:
+    classes = authors_classes()
+    if cls not in classes:
         raise ValueError(f"--authors-config: model.name {cls!r} is not one of the authors' classes "
-                         f"{sorted(AUTHORS_CLASSES)}")
+                         f"{sorted(classes)}")
     args = dict(model_sec.get("args") or {})
-    name = AUTHORS_CLASSES[cls]
+    name = classes[cls]
     if name == "lstsq" and args.get("predictive", True) is False:
         name = "lstsq_rec"
     unknown = sorted(set(args) - set(AUTHORS_MODEL_ARGS))
     if unknown:
         raise ValueError(f"--authors-config: model.args {unknown} have no counterpart in our models")
-    if "ch_x" in args and args["ch_x"] != IMAGE_SHAPES[dataset][0]:
+    channels = registry.dataset(dataset).image_shape[0]
+    if "ch_x" in args and args["ch_x"] != channels:
         raise ValueError(f"--authors-config: ch_x = {args['ch_x']} but dataset {dataset} has "
-                         f"{IMAGE_SHAPES[dataset][0]} channel(s): is --dataset right?")
+                         f"{channels} channel(s): is --dataset right?")
     if args.get("loss_type", "cossim") != "cossim":
         raise ValueError(f"--authors-config: loss_type {args['loss_type']!r}: our contrastive models use cossim only")
     fields = {"name": name, **{AUTHORS_MODEL_ARGS[k]: v for k, v in args.items() if AUTHORS_MODEL_ARGS[k]}}
@@ -352,10 +349,10 @@ def _model_from_authors_config(cfg: dict, dataset: str) -> tuple[dict, dict]:
         if key in cfg:
             fields[key] = cfg[key]
     data_file = str((cfg.get("train_data") or {}).get("fn", ""))  # e.g. ./datasets/seq_mnist.py
-    family = next((f for stem, f in AUTHORS_DATA_FAMILY.items() if stem in data_file), None)
-    ours = {"mnist_bg": "mnist", "mnist_bg_full": "mnist", "mnist_accl": "mnist"}.get(dataset, dataset)
-    if family is not None and family != ours:
-        raise ValueError(f"--authors-config trains on {family} data but --dataset is {dataset}")
+    stems = {spec.authors_data for spec in registry.DATASETS.values() if spec.authors_data}
+    found = next((stem for stem in stems if stem in data_file), None)
+    if found is not None and found != registry.dataset(dataset).authors_data:
+        raise ValueError(f"--authors-config trains on the authors' {found} data but --dataset is {dataset}")
     loop = (cfg.get("training_loop") or {}).get("args") or {}
     train = {k: v for k, v in {
         "iterations": cfg.get("max_iteration"), "batch_size": cfg.get("batchsize"), "lr": cfg.get("lr"),
@@ -371,8 +368,8 @@ def import_snapshot(snapshot, dataset: str, model: str | None = None, overrides:
                     authors_config=None, root="data", source="drive", step: int | None = None,
                     workflow_config=None):
     """Read a snapshot file -> (our model with its weights, our checkpoint dict)."""
-    if dataset not in IMAGE_SHAPES:
-        raise ValueError(f"unknown --dataset {dataset!r}: choose one of {sorted(IMAGE_SHAPES)}")
+    if dataset not in registry.DATASETS:
+        raise ValueError(f"unknown --dataset {dataset!r}: choose one of {registry.dataset_names()}")
     snapshot = Path(snapshot)
     if not snapshot.is_file():
         raise FileNotFoundError(f"snapshot {snapshot} does not exist")
@@ -382,13 +379,13 @@ def import_snapshot(snapshot, dataset: str, model: str | None = None, overrides:
         if model is not None and model != fields["name"]:
             raise ValueError(f"--model {model} disagrees with --authors-config, which trains {fields['name']}")
     name = model or fields.get("name")
-    if name not in MODELS:
-        raise ValueError(f"unknown --model {name!r}: choose one of {sorted(MODELS)}")
+    if name not in registry.MODELS:
+        raise ValueError(f"unknown --model {name!r}: choose one of {registry.model_names()}")
     explicit = {**fields, **{k: v for k, v in (overrides or {}).items() if v is not None}}
     model_cfg = {**paper_model_settings(dataset, name, workflow_config), **explicit, "name": name}
     if "n_blocks" in explicit and "bottom_width" not in explicit:
         model_cfg["bottom_width"] = None  # derive it from the image size and the new n_blocks
-    image_shape = IMAGE_SHAPES[dataset]
+    image_shape = registry.dataset(dataset).image_shape
     net = build_model(model_cfg, image_shape)
     try:
         raw = torch.load(snapshot, map_location="cpu", weights_only=True)
@@ -413,8 +410,8 @@ def import_snapshot(snapshot, dataset: str, model: str | None = None, overrides:
 
 def add_arguments(parser):
     parser.add_argument("--snapshot", required=True, help="the authors' snapshot_model_iter_N file")
-    parser.add_argument("--dataset", required=True, choices=sorted(IMAGE_SHAPES), help="dataset it was trained on")
-    parser.add_argument("--model", choices=sorted(MODELS), help="our model name (default: from --authors-config)")
+    parser.add_argument("--dataset", required=True, choices=registry.dataset_names(), help="dataset it was trained on")
+    parser.add_argument("--model", choices=registry.model_names(), help="our model name (default: from --authors-config)")
     parser.add_argument("--authors-config", help="the run's YAML of the authors' code (config.yml in its log dir)")
     parser.add_argument("--out", required=True, help="checkpoint to write in our format (e.g. results/.../model.pt)")
     parser.add_argument("--root", default="data", help="data root stored in the checkpoint's config (for evaluation)")

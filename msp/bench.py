@@ -26,7 +26,7 @@ import torch
 import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
-from msp import io
+from msp import io, registry
 from msp.config import normalize_run_config
 from msp.models import build_model, count_parameters
 from msp.performance import apply_speed_settings
@@ -125,20 +125,13 @@ def make_batches(cfg: dict, device: torch.device, data: str, data_root: str):
     d, m = cfg["dataset"], cfg["model"]
     T = m["T_cond"] + m["T_pred"]
     if data == "auto":
-        try:
-            from msp.data import build_sequences
-        except ImportError as err:
-            reason = f"random tensors (msp.data unavailable: {err})"
-        else:
-            seqs = build_sequences(d["name"], root=data_root, source="embedded", split="train", T=T,
-                                   device=device, seed=0, **d["options"])
-            return seqs.sample, tuple(seqs.image_shape), "msp.data.build_sequences, source embedded"
-    else:
-        reason = "random tensors (--data random)"
-    from msp.authors_checkpoint import IMAGE_SHAPES
+        from msp.data import build_sequences
 
-    shape = IMAGE_SHAPES[d["name"]]
-    return (lambda n: torch.rand(n, T, *shape, device=device)), shape, reason
+        seqs = build_sequences(d["name"], root=data_root, source="embedded", split="train", T=T,
+                               device=device, seed=0, **d["options"])
+        return seqs.sample, tuple(seqs.image_shape), "msp.data.build_sequences, source embedded"
+    shape = registry.dataset(d["name"]).image_shape
+    return (lambda n: torch.rand(n, T, *shape, device=device)), shape, "random tensors (--data random)"
 
 
 def count_step_flops(model, xs, reconst: bool, autocast) -> int:

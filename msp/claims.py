@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from msp import registry
 from msp.runs import is_baseline
 from msp.tables import fmt_number, lookup
 
 HELD, NOT_HELD, NOT_CHECKED = "held", "not held", "not checked"
-MSP_MODELS = ("lstsq", "lstsq_multi", "holstsq")  # MSP and its variants
-NEURAL_MODELS = ("neural_trans", "neuralM")
+MSP_MODELS = registry.models_in_group("msp")  # MSP and its variants
+NEURAL_MODELS = registry.models_in_group("neural")
 CLEARLY_WORSE = 1.25  # claim 3: "clearly worse" = mean error at least 25% above MSP's
 
 

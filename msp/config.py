@@ -11,11 +11,11 @@ from pathlib import Path
 
 import yaml
 
+from msp import registry
+from msp.data.sources import SOURCES
 from msp.fields import dataclass_from_dict
 from msp.models import model_config
 
-DATASETS = ("mnist", "mnist_bg", "mnist_bg_full", "mnist_accl", "3dshapes", "smallNORB")
-SOURCES = ("drive", "official", "embedded")
 
 
 @dataclass
@@ -26,8 +26,8 @@ class DatasetConfig:
     options: dict = field(default_factory=dict)  # extra keyword arguments of the sequence generator
 
     def __post_init__(self):
-        if self.name not in DATASETS:
-            raise ValueError(f"unknown dataset.name {self.name!r}: choose one of {list(DATASETS)}")
+        if self.name not in registry.DATASETS:
+            raise ValueError(f"unknown dataset.name {self.name!r}: choose one of {registry.dataset_names()}")
         if self.source not in SOURCES:
             raise ValueError(f"unknown dataset.source {self.source!r}: choose one of {list(SOURCES)}")
 

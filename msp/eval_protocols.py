@@ -7,44 +7,24 @@ horizon T_p = 1..n_rolls; the CLI averages over sequences.
 """
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 
+from msp import registry
 
-@dataclass(frozen=True)
-class DatasetProtocol:
-    """Per-dataset evaluation settings (docs/evaluation.md, 'Protocols per dataset')."""
-    T_cond: int            # conditioning frames at evaluation, whatever the model trained with
-    prediction_T: int      # sequence length of the prediction (extrapolation) set
-    equivariance_T: int    # sequence length of the equivariance set
-    sbd_T: int             # sequence length of the sequences whose M* are block-diagonalized
-    eval_size: int         # sequences in the authors' evaluation loader (one epoch)
-    eval_split: str        # split of the evaluation sets (3dshapes: the authors use train=True)
-    mnist_family: bool     # MNIST variants take max_T and velocity-range options
+DatasetProtocol = registry.EvalProtocol  # one per dataset: msp.registry.DatasetSpec.protocol
 
-
-PROTOCOLS = {
-    # eval_size: MNIST test digit-4 images (982), all MNIST test images, or the 5000-sequence
-    # epoch the authors give 3dshapes / smallNORB.
-    "mnist": DatasetProtocol(2, 20, 10, 10, 982, "test", True),
-    "mnist_bg": DatasetProtocol(2, 20, 10, 10, 982, "test", True),
-    "mnist_bg_full": DatasetProtocol(2, 20, 10, 10, 10000, "test", True),
-    "mnist_accl": DatasetProtocol(5, 20, 20, 10, 982, "test", True),
-    "3dshapes": DatasetProtocol(2, 8, 8, 8, 5000, "train", False),
-    "smallNORB": DatasetProtocol(2, 6, 6, 6, 5000, "test", False),
-}
 
 # options the evaluation sets control themselves; a training config's values are dropped
 CONTROLLED_OPTIONS = ("shared_transition", "active_actions", "force_moving", "max_T")
 
 
-def protocol_for(name):
-    if name not in PROTOCOLS:
-        raise ValueError(f"no evaluation protocol for dataset {name!r}; known: {sorted(PROTOCOLS)}")
-    return PROTOCOLS[name]
+def protocol_for(name) -> DatasetProtocol:
+    if name not in registry.DATASETS:
+        raise ValueError(f"no evaluation protocol for dataset {name!r}; known: {registry.dataset_names()}")
+    return registry.DATASETS[name].protocol
 
 
 def default_n_batches(name, batch_size):
@@ -86,7 +66,8 @@ def make_generator(config, *, split, T, seed, device, root=None, source=None, **
 def transition_frames(model, xs):
     """Frames from which to fit a sequence's M* for SBD. Least-squares models fit M* on the
     whole sequence (the authors' get_M); Neural M* reads a fixed number of stacked frames."""
-    if model.name.startswith("lstsq") or model.name == "holstsq":
+    spec = registry.MODELS.get(model.name)
+    if spec is not None and spec.fits_whole_sequence:
         return xs
     return xs[:, :model.T_cond]
 
@@ -103,8 +84,9 @@ def swap_transitions(state):
 
 def require_transition(model, what):
     if not model.has_transition:
-        raise ValueError(f"{what} needs a model with a transition M (lstsq, lstsq_multi, lstsq_rec, "
-                         f"holstsq, neuralM); {model.name!r} has none (has_transition=False)")
+        with_m = [name for name, spec in registry.MODELS.items() if spec.has_transition]
+        raise ValueError(f"{what} needs a model with a transition M ({', '.join(with_m)}); "
+                         f"{model.name!r} has none (has_transition=False)")
 
 
 def _n_rolls(xs, T_cond):

@@ -12,7 +12,7 @@ and --dataset-options (the workflow's per-dataset options).
 
 The data (dataset, root, source, training options) come from the checkpoint's run config;
 --root / --source override where the data lie. Every default follows docs/evaluation.md per dataset
-(msp.eval_protocols.PROTOCOLS); --n-batches defaults to the authors' full evaluation loader
+(DatasetSpec.protocol in msp.registry); --n-batches defaults to the authors' full evaluation loader
 (ceil(eval_size / batch_size): e.g. 62 batches of 16 on mnist, 313 on 3dshapes), which is
 what the paper's numbers average over. Every set uses a fixed seed, so each model sees the
 same sequences. Outputs are written atomically (temporary file, then rename).

@@ -12,6 +12,7 @@ to each requested path (the extension picks the format: .png, .pdf).
 """
 
 import json
+import zlib
 from pathlib import Path
 
 import matplotlib
@@ -21,19 +22,21 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from msp import io  # noqa: E402
+from msp import io, registry  # noqa: E402
 from msp.runs import BASELINE_LABELS, is_baseline  # noqa: E402
 
 BASELINE_STYLE = {"baseline_copy_last": "--", "baseline_mean_frame": ":"}
 
-# One colour per model across every figure.
-MODEL_ORDER = ["neural_trans", "neuralM", "lstsq_rec", "lstsq_multi", "lstsq", "holstsq",
-               "neuralM_latentpred", "simclr", "cpc"]
+
+def _rank(model: str) -> int:
+    """Position in the model registry (legend order); unregistered names after, by a stable hash."""
+    names = registry.model_names()
+    return names.index(model) if model in names else len(names) + zlib.crc32(model.encode()) % 5
 
 
 def model_color(model: str):
-    index = MODEL_ORDER.index(model) if model in MODEL_ORDER else len(MODEL_ORDER) + hash(model) % 5
-    return plt.get_cmap("tab10")(index % 10)
+    """One colour per model across every figure and every process (registry order)."""
+    return plt.get_cmap("tab10")(_rank(model) % 10)
 
 
 def save(fig, paths) -> None:
@@ -46,7 +49,7 @@ def save(fig, paths) -> None:
 
 
 def _ordered(models) -> list:
-    return sorted(models, key=lambda m: (MODEL_ORDER.index(m) if m in MODEL_ORDER else 99, m))
+    return sorted(models, key=lambda m: (_rank(m), m))
 
 
 def _mean_std(runs: pd.DataFrame, metric: str) -> pd.DataFrame:

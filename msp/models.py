@@ -1,4 +1,4 @@
-"""Every model of the paper behind one registry keyed by the authors' names (docs/method.md).
+"""The models of the paper, built by registry name (msp.registry.MODELS; docs/method.md).
 
 One interface for all (msp.seqae.SeqAE): `loss(xs, reconst, diagnostics)`, `encode`,
 `decode`, `infer_transition`, `rollout`, `predict`, and for SBD `set_change_of_basis` /
@@ -6,14 +6,14 @@ One interface for all (msp.seqae.SeqAE): `loss(xs, reconst, diagnostics)`, `enco
 This file holds the MSP family (lstsq, lstsq_multi, lstsq_rec, holstsq); the baselines live in msp.baselines.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 
-from msp import dynamics
+from msp import dynamics, registry
 from msp.fields import dataclass_from_dict
-from msp.baselines import CPC, NeuralM, NeuralMLatentPred, NeuralTrans, SimCLR
 from msp.seqae import SeqAE, SeqAEConfig, prediction_error
 
 
@@ -135,9 +135,22 @@ class HOLstsq(SeqAE):
         return loss, metrics
 
 
-MODELS: dict[str, type[SeqAE]] = {
-    cls.name: cls for cls in (Lstsq, LstsqMulti, LstsqRec, HOLstsq, NeuralM, NeuralMLatentPred, NeuralTrans, SimCLR, CPC)
-}
+class _ModelClasses(Mapping):
+    """Registry name -> model class, a live view of msp.registry.MODELS."""
+
+    def __getitem__(self, name: str) -> type[SeqAE]:
+        if name not in registry.MODELS:
+            raise KeyError(name)
+        return registry.MODELS[name].cls
+
+    def __iter__(self):
+        return iter(registry.MODELS)
+
+    def __len__(self):
+        return len(registry.MODELS)
+
+
+MODELS: Mapping[str, type[SeqAE]] = _ModelClasses()
 
 
 def model_config(model_cfg: dict) -> SeqAEConfig:
@@ -145,15 +158,15 @@ def model_config(model_cfg: dict) -> SeqAEConfig:
     cfg = dict(model_cfg)
     name = cfg.pop("name", None)
     cfg.pop("image_shape", None)
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}: choose one of {sorted(MODELS)}")
-    return dataclass_from_dict(MODELS[name].Config, "model", cfg)
+    if name not in registry.MODELS:
+        raise ValueError(f"unknown model {name!r}: choose one of {registry.model_names()}")
+    return dataclass_from_dict(registry.MODELS[name].Config, "model", cfg)
 
 
 def build_model(model_cfg: dict, image_shape) -> SeqAE:
     """model_cfg: {'name': registry key, **dataclass fields}; image_shape: (C, H, W)."""
     cfg = model_config(model_cfg)
-    return MODELS[model_cfg["name"]](cfg, tuple(image_shape))
+    return registry.MODELS[model_cfg["name"]].cls(cfg, tuple(image_shape))
 
 
 def count_parameters(model: nn.Module) -> int:

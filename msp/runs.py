@@ -13,15 +13,8 @@ from dataclasses import dataclass
 
 import yaml
 
-# docs/interfaces.md, "Data API": which raw/prepared folder a dataset reads.
-DATASET_FAMILY = {
-    "mnist": "mnist",
-    "mnist_accl": "mnist",
-    "mnist_bg": "mnist_bg",
-    "mnist_bg_full": "mnist_bg",
-    "3dshapes": "3dshapes",
-    "smallNORB": "smallNORB",
-}
+from msp import registry
+
 EVALUATIONS = ("prediction", "equivariance", "sbd", "samples")
 # Trivial predictors (msp/trivial_baselines.py), evaluated once per dataset (no training, no
 # seed) next to the models, for these evaluations; names and display labels.
@@ -166,9 +159,9 @@ def check_config(config: dict) -> None:
                     f"{where}.models.{model}' has no defaults: add a 'models.{model}' entry "
                     f"(known: {sorted(config['models'])})"
                 )
-            wrong = set(evaluations(config, dataset, model)) - set(EVALUATIONS)
-            if wrong:
-                raise ValueError(f"{where}.models.{model}.evaluations': unknown {sorted(wrong)}; use {EVALUATIONS}")
+        if config["data"]["source"] not in registry.dataset(dataset).sources:
+            raise ValueError(f"config key 'data.source' is {config['data']['source']!r} but dataset {dataset} comes "
+                             f"only from {list(registry.dataset(dataset).sources)}: change data.source or drop the dataset")
     check_model_fields(config)
 
 
@@ -182,6 +175,11 @@ def check_model_fields(config: dict) -> None:
         if (run.dataset, run.model) in seen:
             continue
         seen.add((run.dataset, run.model))
+        applicable = registry.model(run.model).evaluations
+        wrong = [kind for kind in evaluations(config, run.dataset, run.model) if kind not in applicable]
+        if wrong:
+            raise ValueError(f"model {run.model!r} has no transition matrix, so {wrong} do not apply: remove them from "
+                             f"'models.{run.model}.evaluations' (or the dataset's override); it allows {list(applicable)}")
         try:
             normalize_run_config(run_config(config, run.dataset, run.model, run.seed))
         except (ValueError, TypeError) as err:

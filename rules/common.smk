@@ -8,6 +8,7 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from msp import registry as msp_registry
 from msp import runs as msp_runs
 
 # The paper config unless --configfile names another (a --configfile would otherwise be merged
@@ -43,7 +44,7 @@ DATA_ROOT = config["data"]["root"]
 SOURCE = config["data"]["source"]
 DATASETS = list(config["datasets"])
 RUNS = msp_runs.runs(config)
-FAMILIES = sorted({msp_runs.DATASET_FAMILY[d] for d in DATASETS})
+FAMILIES = sorted({msp_registry.dataset(d).family for d in DATASETS})
 TRAIN_RES = config["train"]["resources"]
 EVAL_RES = config["evaluation"]["resources"]
 
@@ -66,7 +67,7 @@ RUN = f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}"
 
 
 def prepared_marker(dataset):
-    family = msp_runs.DATASET_FAMILY[dataset]
+    family = msp_registry.dataset(dataset).family
     return f"{DATA_ROOT}/prepared/{SOURCE}/{family}/prepared.json"
 
 

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from msp import runs
+from msp import registry, runs
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "configs" / "schema.yaml"
@@ -77,20 +77,13 @@ def test_evaluations_follow_the_paper_protocol(paper):
 def test_demo_covers_every_family_and_model():
     demo = load("demo.yaml")
     runs.check_config(demo)
-    families = {runs.DATASET_FAMILY[d] for d in demo["datasets"]}
+    families = {registry.dataset(d).family for d in demo["datasets"]}
     assert families == {"mnist", "mnist_bg", "3dshapes", "smallNORB"}
     assert {r.model for r in runs.runs(demo)} == {"lstsq", "lstsq_multi", "lstsq_rec", "holstsq", "neuralM",
                                                   "neural_trans"}
     assert demo["data"]["source"] == "embedded" and demo["results"] != "results"
     for kind in runs.EVALUATIONS:
         assert runs.evaluated_runs(demo, kind), kind
-
-
-def test_dataset_families_agree_with_the_data_package():
-    from msp import data
-
-    for name, family in runs.DATASET_FAMILY.items():
-        assert data.dataset_family(name) == family
 
 
 def _mutations():
@@ -170,3 +163,23 @@ def test_check_config_names_cross_reference_errors(paper):
     bad["seeds"] = [1, 1]
     with pytest.raises(ValueError, match="seeds"):
         runs.check_config(bad)
+    bad = copy.deepcopy(paper)  # capabilities come from the model registry
+    bad["models"]["neural_trans"]["evaluations"] = ["prediction", "equivariance"]
+    with pytest.raises(ValueError, match=r"'neural_trans' has no transition matrix.*models\.neural_trans\.evaluations"):
+        runs.check_config(bad)
+    bad = copy.deepcopy(paper)  # sources come from the dataset registry
+    bad["data"]["source"] = "official"
+    with pytest.raises(ValueError, match=r"'data.source' is 'official' but dataset mnist_bg comes only from"):
+        runs.check_config(bad)
+
+
+def test_schema_names_exactly_the_registered_datasets_and_models():
+    """configs/schema.yaml lists the registry's names (add a new one there too)."""
+    schema = yaml.safe_load(SCHEMA.read_text())
+    props = schema["properties"]
+    from msp.data.sources import SOURCES
+
+    assert sorted(props["datasets"]["properties"]) == sorted(registry.dataset_names())
+    assert sorted(props["models"]["properties"]) == sorted(registry.model_names())
+    assert sorted(schema["$defs"]["dataset"]["properties"]["models"]["properties"]) == sorted(registry.model_names())
+    assert props["data"]["properties"]["source"]["enum"] == list(SOURCES)

@@ -13,7 +13,8 @@ import argparse
 import json
 import sys
 
-from msp.data import DATASETS, DataError, build_sequences, dataset_family
+from msp import registry
+from msp.data import DataError, build_sequences, dataset_family
 from msp.data.prepare import load_prepared, prepare, prepared_dir, verify_prepared
 from msp.data.sources import (DEADLINE, DRIVE_URL_ENV, OFFICIAL_URL_ENV, READ_TIMEOUT, SOURCES,
                               check_source, download, raw_dir, verify_manifest)
@@ -27,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
              "info": "print the status of a dataset and the shape of its sequences"}
     for action, help_text in helps.items():
         sub = actions.add_parser(action, help=help_text)
-        sub.add_argument("--dataset", required=True, choices=DATASETS)
+        sub.add_argument("--dataset", required=True, choices=registry.dataset_names())
         sub.add_argument("--root", default="data", help="data root directory (default: data)")
         sub.add_argument("--source", default="embedded", choices=SOURCES,
                          help="drive: the authors' archive (the paper's data); official: the "

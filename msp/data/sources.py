@@ -23,11 +23,11 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from msp import io
+from msp import io, registry
 from msp.data.readers import DataError
 
 SOURCES = ("drive", "official", "embedded")
-FAMILIES = ("mnist", "mnist_bg", "3dshapes", "smallNORB")
+FAMILIES = tuple(registry.families())  # the built-in datasets' folders (msp.registry)
 
 DRIVE_FOLDER_ID = "1_uXjx06U48to9OSyGY1ezqipAbbuT0vq"
 DRIVE_URL_ENV = "MSP_DRIVE_URL"  # base URL serving the archives by name (tests, mirrors)
