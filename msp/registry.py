@@ -52,6 +52,7 @@ class DatasetSpec:
     options: dict = field(default_factory=dict)  # training defaults of the generator options
     max_T: int | None = None             # longest sequence the generator supports (None: any)
     sources: tuple[str, ...] = ("drive", "official", "embedded")  # where its files may come from
+    prepared: bool = True                # reads ROOT/prepared/SOURCE/FAMILY (msp data download/prepare)
     authors_data: str | None = None      # stem of the authors' dataset module (msp import-authors)
     description: str = ""
 
@@ -136,8 +137,9 @@ def model_names() -> list[str]:
     return list(MODELS)
 
 
-def families() -> list[str]:
-    return list(dict.fromkeys(spec.family for spec in DATASETS.values()))
+def families(prepared_only: bool = False) -> list[str]:
+    """Folders of the registered datasets' files (those `msp data prepare` writes, if prepared_only)."""
+    return list(dict.fromkeys(spec.family for spec in DATASETS.values() if spec.prepared or not prepared_only))
 
 
 def models_in_group(group: str) -> tuple[str, ...]:

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from msp import io
+from msp import io, registry
 from msp.checkpoint import (checkpoint_paths, load_latest_checkpoint, periodic_path, prune_checkpoints,
                             save_checkpoint)
 from msp.config import load_run_config, normalize_run_config
@@ -35,7 +35,8 @@ def build_training_sequences(cfg: dict, device: torch.device):
     from msp.data.prepare import verify_prepared
 
     d, m = cfg["dataset"], cfg["model"]
-    verify_prepared(dataset_family(d["name"]), d["root"], d["source"])  # changed in place?
+    if registry.dataset(d["name"]).prepared:
+        verify_prepared(dataset_family(d["name"]), d["root"], d["source"])  # changed in place?
     return build_sequences(
         d["name"], root=d["root"], source=d["source"], split="train", T=m["T_cond"] + m["T_pred"],
         device=device, seed=cfg["train"]["seed"], **d["options"],

@@ -75,7 +75,7 @@ class DiagonalMSP(Lstsq):
 def toys():
     dataset = registry.register_dataset(registry.DatasetSpec(
         "spinning_blobs", "spinning_blobs", (1, 16, 16), registry.EvalProtocol(2, 6, 5, 5, 8, "test", False),
-        spinning_blobs, sources=("embedded",)))
+        spinning_blobs, sources=("embedded",), prepared=False))
     model = registry.register_model(registry.ModelSpec("diagonal_msp", DiagonalMSP, group="msp"))
     yield dataset, model
     registry.unregister("spinning_blobs")
@@ -95,6 +95,7 @@ def test_registering_twice_is_an_error_and_unknown_names_list_the_registered(toy
         registry.model("diagonal")
     assert registry.model("diagonal_msp").evaluations == ("prediction", "equivariance", "sbd", "samples")
     assert registry.dataset("spinning_blobs").family in registry.families()
+    assert "spinning_blobs" not in registry.families(prepared_only=True)
 
 
 def test_a_new_dataset_and_model_train_and_evaluate_through_the_cli(toys, tmp_path):

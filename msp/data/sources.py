@@ -27,7 +27,7 @@ from msp import io, registry
 from msp.data.readers import DataError
 
 SOURCES = ("drive", "official", "embedded")
-FAMILIES = tuple(registry.families())  # the built-in datasets' folders (msp.registry)
+FAMILIES = tuple(registry.families(prepared_only=True))  # the built-in datasets' folders (msp.registry)
 
 DRIVE_FOLDER_ID = "1_uXjx06U48to9OSyGY1ezqipAbbuT0vq"
 DRIVE_URL_ENV = "MSP_DRIVE_URL"  # base URL serving the archives by name (tests, mirrors)
