@@ -9,9 +9,11 @@ to each requested path (the extension picks the format: .png, .pdf).
 - sbd_{dataset}_components: one |I - V| map per moving factor
 - disentangle_{dataset}: one roll-out per block, only that block's transition active
 - gen_images/{dataset}_{model}: conditioning + true future, and the predicted future
+- training_curves_{dataset}: training loss vs step per model (thin: seeds, thick: their mean)
 """
 
 import json
+import re
 import zlib
 from pathlib import Path
 
@@ -251,4 +253,54 @@ def gen_images(samples, title: str = "", n_examples: int = 4):
     ax.set_xticks([col * (j + 0.5) for j in range(S)])
     ax.set_xticklabels([f"c{j + 1}" if j < Tc else f"{j - Tc + 1}" for j in range(S)], fontsize=7)
     ax.set_title(title or "generated sequences", fontsize=10)
+    return fig
+
+
+# results/{dataset}/{model}/seed{seed}/FILE (rules/common.smk)
+RUN_DIR = re.compile(r"(?:^|/)(?P<dataset>[^/]+)/(?P<model>[^/]+)/seed(?P<seed>\d+)$")
+
+
+def training_logs(paths) -> pd.DataFrame:
+    """Each run's DIR/metrics.jsonl (paths: the metrics files or any file in DIR, e.g. model.pt)
+    -> one long frame dataset, model, seed, step, loss. Runs without a log (imported
+    checkpoints) are left out."""
+    frames = []
+    for path in map(Path, paths):
+        log = path if path.name == "metrics.jsonl" else path.parent / "metrics.jsonl"
+        match = RUN_DIR.search(log.parent.as_posix())
+        if not match:
+            raise ValueError(f"{path}: expected a file of a run folder results/DATASET/MODEL/seedN/")
+        if not log.is_file():
+            continue
+        rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+        frame = pd.DataFrame(rows, columns=None if rows else ["step", "loss"])[["step", "loss"]]
+        frames.append(frame.assign(dataset=match["dataset"], model=match["model"], seed=int(match["seed"])))
+    if not frames:
+        return pd.DataFrame(columns=["step", "loss", "dataset", "model", "seed"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def training_curves(logs: pd.DataFrame, labels: dict, title: str = ""):
+    """Training loss vs step, one colour per model: a thin line per seed and a thick one for
+    the mean over seeds (at the steps every seed logged). Each model's own objective, so
+    levels are comparable across seeds and steps, not across models of different losses."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    if logs.empty:
+        ax.text(0.5, 0.5, "no training logs (metrics.jsonl)", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return fig
+    for model in _ordered(logs.model.unique()):
+        runs, color = logs[logs.model == model], model_color(model)
+        for _, run in runs.groupby("seed"):
+            ax.plot(run.step, run.loss, "-", color=color, lw=0.7, alpha=0.45)
+        n_seeds = runs.seed.nunique()
+        mean = runs.groupby("step").loss.agg(["mean", "count"])
+        mean = mean[mean["count"] == n_seeds]
+        ax.plot(mean.index, mean["mean"], "-", color=color, lw=1.8,
+                label=f"{labels.get(model, model)} ({n_seeds} seed{'s' if n_seeds > 1 else ''})")
+    finite = logs.loss[np.isfinite(logs.loss)]
+    ax.set(xlabel="training step", ylabel="training loss", title=title or "training loss",
+           yscale="log" if len(finite) and (finite > 0).all() else "linear")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
     return fig

@@ -3,9 +3,10 @@
 Each action is one thin step of the workflow (rules/evaluate.smk, rules/report.smk):
   gather   per-run evaluation files of one dataset -> results/{dataset}/{kind}_runs.csv
   tables   gathered CSVs + reference numbers -> results/tables/{kind}.{csv,md,tex}
-  claims   gathered CSVs -> results/tables/claims.{csv,md} (ours and the authors' verdicts)
-  figure   one figure of the authors' set -> PNG and/or PDF
-  summary  tables, claims and figures -> one Markdown page (results/report.md)
+  claims   gathered CSVs -> results/tables/claims.{csv,md} (ours and the authors' verdicts) and
+           claims_summary.csv (claim | verdict | our deciding number | the authors' number)
+  figure   one figure of the authors' set, or the training curves -> PNG and/or PDF
+  summary  claims table, figures, tables, claim details -> one Markdown page (results/report.md)
 """
 
 import argparse
@@ -19,7 +20,7 @@ from msp import claims as claims_mod
 from msp import figures, io, tables
 from msp.runs import BASELINE_LABELS
 
-FIGURES = ("comp_error", "equiv_error", "sbd", "sbd_components", "disentangle", "gen_images")
+FIGURES = ("comp_error", "equiv_error", "sbd", "sbd_components", "disentangle", "gen_images", "training_curves")
 
 
 def _labels(pairs) -> dict:
@@ -56,19 +57,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--accl-train-horizon", type=int, default=5,
                    help="frames predicted in training on mnist_accl (longer horizons extrapolate)")
     p.add_argument("--out", nargs="+", required=True, help="paths ending in .csv and/or .md")
+    p.add_argument("--compact", default=None,
+                   help="also write the four-column table (claim, verdict, our deciding number, the authors' number) "
+                        "to this CSV")
 
     p = sub.add_parser("figure", help="one figure of the authors' set")
     p.add_argument("name", choices=FIGURES)
     p.add_argument("--inputs", nargs="+", required=True,
                    help="comp_error/equiv_error: gathered CSV; sbd*/disentangle: sbd_maps.npz sbd.json; "
-                        "gen_images: samples.npz")
+                        "gen_images: samples.npz; training_curves: each run's metrics.jsonl (or model.pt)")
     p.add_argument("--labels", nargs="*", default=[])
     p.add_argument("--title", default="")
     p.add_argument("--out", nargs="+", required=True, help="paths ending in .png and/or .pdf")
 
     p = sub.add_parser("summary", help="one Markdown page with every table, claim and figure")
     p.add_argument("--tables", nargs="*", default=[], help="results/tables/*.md (others ignored)")
-    p.add_argument("--claims", required=True, help="claims.md")
+    p.add_argument("--claims", required=True, help="claims.csv (msp report claims), or a claims.md shown as it is")
     p.add_argument("--figures", nargs="*", default=[], help="figure files (PNG shown, others ignored)")
     p.add_argument("--out", required=True)
 
@@ -100,6 +104,8 @@ def _claims(args) -> None:
             io.write_text(path, claims_mod.claims_markdown(frame))
         else:
             raise SystemExit(f"msp report claims: --out {path}: use a .csv or .md file name")
+    if args.compact:
+        io.write_csv(args.compact, claims_mod.compact_frame(frame), index=False)
     for claim in ours:
         print(f"claim {claim.number}: {claim.verdict}: {claim.evidence}")
 
@@ -114,6 +120,10 @@ def _figure(args) -> None:
         what = {"comp_error": "prediction error", "equiv_error": "equivariance error"}[args.name]
         title = args.title or f"{what}: {', '.join(sorted(runs.dataset.unique()))}"
         fig = getattr(figures, args.name)(runs, labels, title)
+    elif args.name == "training_curves":
+        logs = figures.training_logs(args.inputs)
+        title = args.title or f"training loss: {', '.join(sorted(logs.dataset.unique())) or 'no runs'}"
+        fig = figures.training_curves(logs, labels, title)
     elif args.name == "gen_images":
         run = tables.run_of(args.inputs[0])
         title = args.title or f"{run['dataset']}: {labels.get(run['model'], run['model'])}, seed {run['seed']}"
@@ -134,16 +144,28 @@ def _figure(args) -> None:
 
 
 def _summary(args) -> None:
+    """report.md: one compact claims table, the figures, the tables, then the claims' details.
+    --claims is claims.csv (msp report claims); a claims.md is placed at the top as it is."""
     out_dir = Path(args.out).parent
-    parts = ["# msp-pipeline results", "", Path(args.claims).read_text(), "", "# Tables", ""]
-    for path in args.tables:
-        if path.endswith(".md"):
-            parts += [f"## {Path(path).stem}", "", Path(path).read_text(), ""]
-    parts += ["# Figures", ""]
+    parts = ["# msp-pipeline results", ""]
+    details = None
+    if args.claims.endswith(".csv"):
+        frame = pd.read_csv(args.claims, keep_default_na=False)
+        parts += ["## The paper's claims", "", claims_mod.compact_markdown(frame), ""]
+        details = claims_mod.claims_details_markdown(frame)
+    else:
+        parts += [Path(args.claims).read_text(), ""]
+    parts += ["## Figures", ""]
     for path in args.figures:
         if path.endswith(".png"):
             rel = os.path.relpath(path, out_dir)
             parts += [f"### {Path(path).stem}", "", f"![{Path(path).stem}]({rel})", ""]
+    parts += ["## Tables", ""]
+    for path in args.tables:
+        if path.endswith(".md"):
+            parts += [f"### {Path(path).stem}", "", Path(path).read_text(), ""]
+    if details:
+        parts += ["## The claims in detail", "", details]
     io.write_text(args.out, "\n".join(parts))
     print(args.out)
 

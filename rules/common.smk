@@ -120,9 +120,11 @@ def figure(name):
 
 
 def all_figures():
-    """Every figure of the authors' set that the configured grid can make."""
+    """Every figure of the authors' set that the configured grid can make, and the training
+    curves of each dataset."""
     names = [f"comp_error_{d}" for d in datasets_with("prediction")]
     names += [f"equiv_error_{d}" for d in datasets_with("equivariance")]
+    names += [f"training_curves_{d}" for d in DATASETS]
     for d in datasets_with("sbd"):
         names += [f"sbd_{d}", f"sbd_{d}_components", f"disentangle_{d}"]
     names += [

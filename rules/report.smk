@@ -44,9 +44,14 @@ rule claims:
         ],
         reference=REFERENCE,
     output:
+        compact=report(
+            f"{RESULTS}/tables/claims_summary.csv",
+            caption="report/claims.rst",
+            category="Claims",
+        ),
         csv=report(
             f"{RESULTS}/tables/claims.csv",
-            caption="report/claims.rst",
+            caption="report/claims_details.rst",
             category="Claims",
         ),
         md=f"{RESULTS}/tables/claims.md",
@@ -61,7 +66,7 @@ rule claims:
     shell:
         "msp report claims --inputs {input.runs:q} --reference {input.reference:q}"
         " --labels {params.labels} --accl-train-horizon {params.accl_horizon}"
-        " --out {output.csv} {output.md} > {log} 2>&1"
+        " --out {output.csv} {output.md} --compact {output.compact} > {log} 2>&1"
 
 
 rule figure_comp_error:
@@ -103,6 +108,25 @@ use rule figure_comp_error as figure_equiv_error with:
         f"{RESULTS}/logs/figures/equiv_error_{{dataset}}.log",
     params:
         figure="equiv_error",
+        labels=model_labels_arg(),
+
+
+# Training loss vs step of every run of the dataset (each run's metrics.jsonl, next to model.pt).
+use rule figure_comp_error as figure_training_curves with:
+    input:
+        lambda w: [f"{r.dir}/model.pt" for r in RUNS if r.dataset == w.dataset],
+    output:
+        png=report(
+            f"{RESULTS}/figures/training_curves_{{dataset}}.png",
+            caption="report/training_curves.rst",
+            category="Training curves",
+            labels={"dataset": "{dataset}"},
+        ),
+        pdf=f"{RESULTS}/figures/training_curves_{{dataset}}.pdf",
+    log:
+        f"{RESULTS}/logs/figures/training_curves_{{dataset}}.log",
+    params:
+        figure="training_curves",
         labels=model_labels_arg(),
 
 
@@ -178,7 +202,7 @@ use rule figure_comp_error as figure_gen_images with:
 rule summary:
     input:
         tables=table_files(),
-        claims=rules.claims.output.md,
+        claims=rules.claims.output.csv,
         figures=all_figures(),
     output:
         f"{RESULTS}/report.md",

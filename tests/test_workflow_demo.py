@@ -58,12 +58,16 @@ def test_demo_runs_end_to_end_with_tables_figures_and_report(tmp_path):
     assert set(claims.verdict) <= {"held", "not held", "not checked"}
     assert claims.set_index("claim").loc[4, "verdict"] == "not checked"  # no mnist_accl in this grid
     names = ["comp_error_mnist", "equiv_error_mnist", "sbd_mnist", "sbd_mnist_components", "disentangle_mnist",
-             "gen_images/mnist_lstsq", "gen_images/mnist_neural_trans"]
+             "gen_images/mnist_lstsq", "gen_images/mnist_neural_trans", "training_curves_mnist"]
     for name in names:
         for ext in ("png", "pdf"):
             assert (results / f"figures/{name}.{ext}").stat().st_size > 1000, name
     summary = (results / "report.md").read_text()
     assert "Claim 1" in summary and "figures/sbd_mnist.png" in summary
+    first_table = next(line for line in summary.splitlines() if line.startswith("| "))
+    assert "Our deciding number" in first_table and "The authors' number" in first_table
+    assert summary.index(first_table) < summary.index("figures/training_curves_mnist.png")
+    assert len(pd.read_csv(results / "tables/claims_summary.csv")) == 5
 
     # a second run has nothing to do, and the HTML report collects every flagged output
     again = snakemake(tmp_path, "--cores", "2", "--configfile", str(config), "-n")
@@ -71,7 +75,8 @@ def test_demo_runs_end_to_end_with_tables_figures_and_report(tmp_path):
     report = snakemake(tmp_path, "--configfile", str(config), "--report", str(tmp_path / "report.html"))
     assert report.returncode == 0, report.stderr[-4000:]
     html = (tmp_path / "report.html").read_text(errors="replace")
-    for needle in ("comp_error_mnist.png", "claims.csv", "sbd_mnist_components.png", "gen_images"):
+    for needle in ("comp_error_mnist.png", "claims.csv", "sbd_mnist_components.png", "gen_images",
+                   "training_curves_mnist.png", "claims_summary.csv", "Our deciding number"):
         assert needle in html, needle
 
 

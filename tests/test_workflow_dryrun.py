@@ -53,6 +53,7 @@ def test_paper_schedules_84_trainings_and_every_evaluation(paper_dry_run):
     assert counts["figure_comp_error"] == 6 and counts["figure_equiv_error"] == 6
     assert counts["figure_sbd"] == counts["figure_sbd_components"] == counts["figure_disentangle"] == 5
     assert counts["figure_gen_images"] == 28
+    assert counts["figure_training_curves"] == 6  # one per dataset, every model and seed on it
     assert counts["tables"] == counts["claims"] == counts["summary"] == counts["all"] == 1
 
 

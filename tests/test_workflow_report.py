@@ -40,6 +40,8 @@ def write_fake_results(root, pred=PRED):
         for model, curve in pred.items():
             out = root / f"results/mnist/{model}/seed{seed}/eval/prediction.csv"
             out.parent.mkdir(parents=True, exist_ok=True)
+            (out.parent.parent / "metrics.jsonl").write_text("".join(  # loss falls as 100 / step
+                json.dumps({"step": step, "lr": 1e-3, "loss": factor * 100.0 / step}) + "\n" for step in (10, 20, 30)))
             pd.DataFrame({"horizon": range(1, 19), "mse": [curve(h) * factor for h in range(1, 19)],
                           "mse_sem": 0.1, "n_sequences": 32}).to_csv(out, index=False)
             files["prediction"].append(out)
@@ -160,13 +162,15 @@ def test_claims_hold_on_the_authors_numbers():
         d.split(":")[0] for d in result[1].details}
 
 
-@pytest.mark.parametrize("name", ["comp_error", "equiv_error", "sbd", "sbd_components", "disentangle", "gen_images"])
+@pytest.mark.parametrize("name", ["comp_error", "equiv_error", "sbd", "sbd_components", "disentangle", "gen_images",
+                                  "training_curves"])
 def test_every_figure_is_drawn_as_png_and_pdf(tmp_path, name):
     files, samples = write_fake_results(tmp_path)
     gathered = dict(zip(files, gather_all(tmp_path, files)))
     sbd_dir = tmp_path / "results/mnist/lstsq/seed1/eval/sbd"
     inputs = {"comp_error": [gathered["prediction"]], "equiv_error": [gathered["equivariance"]],
-              "gen_images": [samples]}.get(name, [sbd_dir / "sbd_maps.npz", sbd_dir / "sbd.json"])
+              "gen_images": [samples], "training_curves": sorted(tmp_path.glob("results/mnist/*/seed*/metrics.jsonl")),
+              }.get(name, [sbd_dir / "sbd_maps.npz", sbd_dir / "sbd.json"])
     png, pdf = tmp_path / f"fig/{name}.png", tmp_path / f"fig/{name}.pdf"
     assert run("report", "figure", name, "--inputs", *inputs, "--labels", *LABELS, "--out", png, pdf) == 0
     image = matplotlib.image.imread(png)
@@ -247,3 +251,54 @@ def test_baselines_in_tables_and_figures_but_not_in_claims(tmp_path):
         assert [line.get_label() for line in grey][:1] in (["copy last frame"], ["copy last frame: $L^p = L^p_{equiv}$"])
         assert len(grey) == 2 and len(fig.axes[0].lines) == 2 + n_models * (1 if name == "comp_error" else 2)
         np.testing.assert_allclose(grey[1].get_ydata(), 9.0)
+
+
+def test_claims_open_with_one_compact_table(tmp_path):
+    """claims.md and the summary start with ONE table: claim | verdict | our deciding number |
+    the authors' number, one row per claim; the paragraphs of numbers come after the figures."""
+    files, _ = write_fake_results(tmp_path)
+    gathered = gather_all(tmp_path, files)
+    out_csv, out_md, compact = tmp_path / "claims.csv", tmp_path / "claims.md", tmp_path / "claims_summary.csv"
+    assert run("report", "claims", "--inputs", *gathered, "--labels", *LABELS, "--out", out_csv, out_md,
+               "--compact", compact) == 0
+    table = pd.read_csv(compact)
+    assert list(table.columns) == ["Claim", "Verdict", "Our deciding number", "The authors' number"]
+    assert len(table) == 5 and table.Claim.str.startswith(tuple(f"{n}: " for n in range(1, 6))).all()
+    # claim 3 on mnist: rec / MSP = (10 + 2 h) / (2 + h / 2) averaged over h = 1..18 -> 29 / 6.75
+    assert table.loc[2, "Our deciding number"] == "mnist: mean error Rec. model / MSP = x4.30 (needs >= 1.25)"
+    assert table.loc[2, "The authors' number"].startswith("mnist: mean error Rec. model / MSP = x")
+    assert table.loc[3, "Verdict"] == "not checked" and table.loc[3, "Our deciding number"] == "–"
+    # claim 1: MSP's L^p_equiv 2 * 1.1 vs the closest other model, Neural M* at 2 * 5.0
+    assert table.loc[0, "Our deciding number"] == "mnist: L^p_equiv at T_p=1: MSP 2.20 vs Neural M* 10.00"
+
+    figure = tmp_path / "figures/comp_error_mnist.png"
+    figure.parent.mkdir()
+    figure.write_bytes(b"png")
+    (tmp_path / "prediction.md").write_text("| a |\n|---|\n| 1 |\n")
+    out = tmp_path / "report.md"
+    assert run("report", "summary", "--claims", out_csv, "--tables", tmp_path / "prediction.md",
+               "--figures", figure, "--out", out) == 0
+    text = out.read_text()
+    tables_in_text = [line for line in text.splitlines() if line.startswith("| ")]
+    header = tables_in_text[0]
+    assert [c.strip() for c in header.strip("|").split("|")] == list(table.columns)
+    first_table = text[text.index(header):].split("\n\n")[0].splitlines()
+    assert len(first_table) == 2 + 5  # header, rule, one row per claim
+    assert text.index(header) < text.index("![comp_error_mnist]") < text.index("### prediction") \
+        < text.index("### Claim 1: **held**")
+    assert text.count("### Claim") == 5
+
+
+def test_training_curves_read_each_runs_log(tmp_path):
+    write_fake_results(tmp_path)
+    # model.pt paths as the workflow gives them; neuralM's runs have no log here (left out)
+    logs = figures.training_logs([p.parent / "model.pt" for p in tmp_path.glob("results/mnist/*/seed*/eval")])
+    assert set(logs.model) == set(PRED) and set(logs.seed) == {1, 2} and len(logs) == 3 * 2 * 3
+    fig = figures.training_curves(logs, {"lstsq": "MSP"})
+    ax = fig.axes[0]
+    mean_lines = [line for line in ax.lines if line.get_linewidth() > 1.5]
+    assert len(mean_lines) == 3 and len(ax.lines) == 3 + 3 * 2 and ax.get_yscale() == "log"
+    msp = next(line for line in mean_lines if line.get_label() == "MSP (2 seeds)")
+    np.testing.assert_allclose(msp.get_ydata(), [2 * 100 / s for s in (10, 20, 30)])  # seeds x1, x3: mean x2
+    with pytest.raises(ValueError, match="results/DATASET/MODEL/seedN"):
+        figures.training_logs([tmp_path / "metrics.jsonl"])
