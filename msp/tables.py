@@ -164,6 +164,35 @@ def prediction_table(summary, reference, labels) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def baseline_notes(table: pd.DataFrame) -> str:
+    """Markdown lines that read a prediction table against its trivial baselines: per dataset,
+    at T_p = 1 and T_p = H, the better baseline and which models (ours, and the authors'
+    published numbers for the same models) have a lower error. Empty without baselines."""
+    lines = []
+    for dataset, rows in table.groupby("dataset", sort=False):
+        base = rows[rows.model.map(is_baseline)]
+        models = rows[~rows.model.map(is_baseline)]
+        if base.empty or models.empty:
+            continue
+        for tag in ("h1", "hH"):
+            horizon = 1 if tag == "h1" else int(rows.H.iloc[0])
+            if tag == "hH" and horizon == 1:
+                continue
+            best = base.loc[base[f"{tag}_mean"].idxmin()]
+            floor = best[f"{tag}_mean"]
+            ours = [r.label for r in models.itertuples() if getattr(r, f"{tag}_mean") < floor]
+            with_ref = models[models[f"{tag}_ref_mean"].notna()]
+            theirs = [r.label for r in with_ref.itertuples() if getattr(r, f"{tag}_ref_mean") < floor]
+            ours_text = ", ".join(ours) if ours else f"**none of {len(models)}**"
+            theirs_text = (", ".join(theirs) if theirs else f"**none of {len(with_ref)}**") if len(with_ref) else "–"
+            lines.append(f"- {dataset}, T_p = {horizon}: {best.label} {fmt_number(floor)}; below it: ours {ours_text}, "
+                         f"the authors' published {theirs_text}")
+    if not lines:
+        return ""
+    return ("Against the trivial baselines (the authors' numbers are on their data, ours on this run's):\n\n"
+            + "\n".join(lines) + "\n")
+
+
 def equivariance_table(summary, reference, labels) -> pd.DataFrame:
     """One row per dataset x model: L^p and L^p_equiv at T_p = 1, ours and theirs."""
     rows = []
@@ -321,12 +350,14 @@ CAPTIONS = {
 
 
 def write_table(kind: str, table: pd.DataFrame, out_dir) -> list[Path]:
-    """results/tables/{kind}.csv (numbers), .md and .tex (formatted)."""
+    """results/tables/{kind}.csv (numbers), .md and .tex (formatted); the prediction .md ends
+    with the comparison against the trivial baselines."""
     out_dir = Path(out_dir)
     paths = [out_dir / f"{kind}.{ext}" for ext in ("csv", "md", "tex")]
     io.write_text(paths[0], table.to_csv(index=False, float_format="%.6g"))
     md = display_frame(kind, table).to_markdown(index=False, disable_numparse=True)
-    io.write_text(paths[1], f"{CAPTIONS[kind]}\n\n{md}\n")
+    notes = baseline_notes(table) if kind == "prediction" else ""
+    io.write_text(paths[1], f"{CAPTIONS[kind]}\n\n{md}\n" + (f"\n{notes}" if notes else ""))
     io.write_text(paths[2], to_latex(display_frame(kind, table), CAPTIONS[kind]))
     return paths
 
