@@ -88,7 +88,8 @@ def parse_blocks(text):
 def add_arguments(parser: argparse.ArgumentParser):
     sub = parser.add_subparsers(dest="action", required=True)
     p = sub.add_parser("prediction", help="extrapolation error per horizon -> CSV horizon,mse,mse_sem,n_sequences")
-    _common(p, batch_size=16, seed=1, T_help="sequence length (default: mnist family 20, 3dshapes 8, smallNORB 6)",
+    _common(p, batch_size=16, seed=1, T_help="sequence length (default, the authors' figure: mnist, mnist_bg_full, mnist_accl 20; "
+                                           "mnist_bg 10; 3dshapes 8; smallNORB 6; another T is labelled in the tables)",
             baselines=True)
     p.add_argument("--n-batches", type=int, default=None, help="default: the authors' loader, ceil(eval_size / batch)")
     p = sub.add_parser("equivariance", help="L^p and L^p_equiv per horizon -> CSV horizon,Lp,Lp_equiv,n_sequences")

@@ -3,8 +3,10 @@ workflow's evaluation files. Every function returns a matplotlib Figure; `save` 
 to each requested path (the extension picks the format: .png, .pdf).
 
 - comp_error_{dataset}: prediction error vs horizon, one line per model (mean, +- std band),
-  the trivial baselines in grey
-- equiv_error_{dataset}: L^p (dashed) and L^p_equiv (solid) per model, baselines in grey
+  the trivial baselines in grey, the authors' curve of each model dashed and faded behind
+  (msp/reference/reference_results.csv)
+- equiv_error_{dataset}: L^p (dashed) and L^p_equiv (solid) per model, baselines in grey, the
+  authors' curves dotted behind
 - sbd_{dataset}: mean |I - M| before and |I - V| after block diagonalization
 - sbd_{dataset}_components: one |I - V| map per moving factor
 - disentangle_{dataset}: one roll-out per block, only that block's transition active
@@ -68,17 +70,39 @@ def _baseline_lines(ax, stats: pd.DataFrame, labels: dict, metric_label: str = "
                     label=labels.get(model, BASELINE_LABELS[model]) + metric_label)
 
 
-def comp_error(runs: pd.DataFrame, labels: dict, title: str = ""):
+def _authors_curve(ax, reference, evaluation, datasets, model, metric, color, linestyle) -> bool:
+    """Draw the authors' curve of one model behind ours (faded, thin); True if there is one."""
+    if reference is None:
+        return False
+    ref = reference[(reference.evaluation == evaluation) & reference.dataset.isin(datasets)
+                    & (reference.model == model) & (reference.metric == metric)].sort_values("horizon")
+    if ref.empty:
+        return False
+    ax.plot(ref.horizon, ref["mean"], linestyle, lw=1.0, color=color, alpha=0.55, zorder=1)
+    return True
+
+
+def _authors_legend(ax, linestyle):
+    ax.plot([], [], linestyle, lw=1.0, color="0.4", alpha=0.7, label="the authors' (published)")
+
+
+def comp_error(runs: pd.DataFrame, labels: dict, title: str = "", reference: pd.DataFrame | None = None):
     """Prediction error vs T_p. runs: gathered prediction CSV (model, seed, horizon, mse);
-    the trivial baselines' rows become grey lines."""
+    the trivial baselines' rows become grey lines; reference: the authors' numbers as a summary
+    frame (msp.tables.read_reference), drawn dashed and faded behind ours."""
     stats = _mean_std(runs, "mse")
+    datasets = list(runs.dataset.unique()) if "dataset" in runs else []
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    drawn = False
     _baseline_lines(ax, stats, labels)
     for model in _ordered(m for m in stats.model.unique() if not is_baseline(m)):
         s = stats[stats.model == model]
         color = model_color(model)
-        ax.plot(s.horizon, s["mean"], "o-", ms=3, color=color, label=labels.get(model, model))
+        drawn |= _authors_curve(ax, reference, "prediction", datasets, model, "mse", color, "--")
+        ax.plot(s.horizon, s["mean"], "o-", ms=3, color=color, label=labels.get(model, model), zorder=3)
         _std_band(ax, s, color, alpha=0.2)
+    if drawn:
+        _authors_legend(ax, "--")
     _horizon_axes(ax, title or "prediction error")
     ax.legend(fontsize=8)
     return fig
@@ -97,18 +121,25 @@ def _horizon_axes(ax, title: str):
     ax.grid(alpha=0.3, which="both")
 
 
-def equiv_error(runs: pd.DataFrame, labels: dict, title: str = ""):
+def equiv_error(runs: pd.DataFrame, labels: dict, title: str = "", reference: pd.DataFrame | None = None):
     """L^p (dashed) and L^p_equiv (solid) vs T_p. runs: gathered equivariance CSV. The
-    trivial baselines use no transition (L^p_equiv = L^p): one grey line each."""
+    trivial baselines use no transition (L^p_equiv = L^p): one grey line each. The authors'
+    curves (both metrics) dotted behind ours (dashed already means L^p here)."""
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     lp, le = _mean_std(runs, "Lp"), _mean_std(runs, "Lp_equiv")
+    datasets = list(runs.dataset.unique()) if "dataset" in runs else []
+    drawn = False
     _baseline_lines(ax, le, labels, ": $L^p = L^p_{equiv}$")
     for model in _ordered(m for m in lp.model.unique() if not is_baseline(m)):
         color, name = model_color(model), labels.get(model, model)
         a, b = lp[lp.model == model], le[le.model == model]
-        ax.plot(a.horizon, a["mean"], "--", color=color, label=f"{name}: $L^p$")
-        ax.plot(b.horizon, b["mean"], "-", color=color, label=f"{name}: $L^p_{{equiv}}$")
+        for metric in ("Lp", "Lp_equiv"):
+            drawn |= _authors_curve(ax, reference, "equivariance", datasets, model, metric, color, ":")
+        ax.plot(a.horizon, a["mean"], "--", color=color, label=f"{name}: $L^p$", zorder=3)
+        ax.plot(b.horizon, b["mean"], "-", color=color, label=f"{name}: $L^p_{{equiv}}$", zorder=3)
         _std_band(ax, b, color, alpha=0.15)
+    if drawn:
+        _authors_legend(ax, ":")
     _horizon_axes(ax, title or "equivariance error")
     ax.legend(fontsize=7, ncol=2)
     return fig

@@ -68,6 +68,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "gen_images: samples.npz; training_curves: each run's metrics.jsonl (or model.pt)")
     p.add_argument("--labels", nargs="*", default=[])
     p.add_argument("--title", default="")
+    p.add_argument("--reference", default=str(tables.REFERENCE_CSV),
+                   help="comp_error/equiv_error: the authors' curves, drawn faded behind ours")
+    p.add_argument("--no-reference", action="store_true", help="draw our curves only")
     p.add_argument("--out", nargs="+", required=True, help="paths ending in .png and/or .pdf")
 
     p = sub.add_parser("summary", help="one Markdown page with every table, claim and figure")
@@ -119,7 +122,8 @@ def _figure(args) -> None:
         runs = pd.concat([pd.read_csv(p) for p in args.inputs], ignore_index=True)
         what = {"comp_error": "prediction error", "equiv_error": "equivariance error"}[args.name]
         title = args.title or f"{what}: {', '.join(sorted(runs.dataset.unique()))}"
-        fig = getattr(figures, args.name)(runs, labels, title)
+        reference = None if args.no_reference else tables.read_reference(args.reference)
+        fig = getattr(figures, args.name)(runs, labels, title, reference)
     elif args.name == "training_curves":
         logs = figures.training_logs(args.inputs)
         title = args.title or f"training loss: {', '.join(sorted(logs.dataset.unique())) or 'no runs'}"

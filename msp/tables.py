@@ -18,7 +18,10 @@ from msp import io
 from msp.runs import BASELINES, is_baseline
 
 REFERENCE_CSV = Path(__file__).parent / "reference" / "reference_results.csv"
-SUMMARY_COLUMNS = ["evaluation", "dataset", "model", "horizon", "metric", "mean", "std", "n_seeds"]
+# std: over seeds with ddof = 1 (the sample std); std_ddof0: ddof = 0, numpy's np.std, the
+# convention of the authors' published std, shown next to their numbers
+SUMMARY_COLUMNS = ["evaluation", "dataset", "model", "horizon", "metric", "mean", "std", "std_ddof0", "n_seeds"]
+AUTHORS_SEEDS = 3
 METRICS = {"prediction": ["mse"], "equivariance": ["Lp", "Lp_equiv"]}
 SBD_METRICS = ["offblock_energy_before", "offblock_energy_after", "offblock_energy_chance", "log10_gap", "n_shared_blocks",
                "static_dims"]
@@ -113,19 +116,24 @@ def summarize(runs: dict[str, pd.DataFrame]) -> pd.DataFrame:
         # an empty/NaN error means the roll-out diverged: count it as infinite, never skip it
         long["value"] = long["value"].astype(float).fillna(math.inf)
         stats = long.groupby(["evaluation", "dataset", "model", "horizon", "metric"], sort=False)["value"]
-        parts.append(stats.agg(mean="mean", std="std", n_seeds="count").reset_index())
+        parts.append(stats.agg(mean="mean", std="std", std_ddof0=lambda v: v.std(ddof=0) if len(v) > 1 else math.nan,
+                               n_seeds="count").reset_index())
     if not parts:
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
     return pd.concat(parts, ignore_index=True)[SUMMARY_COLUMNS]
 
 
 def read_reference(path=REFERENCE_CSV) -> pd.DataFrame:
+    """The authors' numbers as a summary frame. Their std is np.std over 3 seeds (ddof = 0);
+    the ddof = 1 value follows exactly: std_ddof0 * sqrt(n / (n - 1))."""
     ref = pd.read_csv(path, comment="#")
-    return ref.assign(n_seeds=3)[SUMMARY_COLUMNS]
+    n = AUTHORS_SEEDS
+    return ref.assign(n_seeds=n, std_ddof0=ref["std"], std=ref["std"] * math.sqrt(n / (n - 1)))[SUMMARY_COLUMNS]
 
 
-def lookup(summary: pd.DataFrame, evaluation, dataset, model, metric, horizon) -> tuple[float, float]:
-    """(mean, std) of one cell of a summary frame; NaNs when absent."""
+def lookup(summary: pd.DataFrame, evaluation, dataset, model, metric, horizon, std="std") -> tuple[float, float]:
+    """(mean, std) of one cell of a summary frame (std: column 'std', ddof 1, or 'std_ddof0');
+    NaNs when absent."""
     row = summary[
         (summary.evaluation == evaluation)
         & (summary.dataset == dataset)
@@ -135,7 +143,7 @@ def lookup(summary: pd.DataFrame, evaluation, dataset, model, metric, horizon) -
     ]
     if row.empty:
         return math.nan, math.nan
-    return float(row["mean"].iloc[0]), float(row["std"].iloc[0])
+    return float(row["mean"].iloc[0]), float(row[std].iloc[0])
 
 
 def _models_in_order(frame: pd.DataFrame, labels: dict) -> list:
@@ -143,9 +151,25 @@ def _models_in_order(frame: pd.DataFrame, labels: dict) -> list:
     return sorted(frame.model.unique(), key=lambda m: (order.get(m, len(order)), m))
 
 
+def _cell(row: dict, tag: str, frame, *key):
+    """row[tag_mean], row[tag_std] (ddof 0, as the authors' numbers) and row[tag_std_ddof1]."""
+    row[f"{tag}_mean"], row[f"{tag}_std"] = lookup(frame, *key, std="std_ddof0")
+    row[f"{tag}_std_ddof1"] = lookup(frame, *key)[1]
+
+
+def horizons_match(summary, reference, evaluation, dataset) -> bool:
+    """Like for like: our evaluation has exactly the horizons of the authors' curves
+    (same sequence length T; on MNIST T also sets the velocities). True without a reference."""
+    ours = summary[(summary.evaluation == evaluation) & (summary.dataset == dataset)]
+    theirs = reference[(reference.evaluation == evaluation) & (reference.dataset == dataset)]
+    return theirs.empty or int(ours.horizon.max()) == int(theirs.horizon.max())
+
+
 def prediction_table(summary, reference, labels) -> pd.DataFrame:
     """One row per dataset x model: error at T_p = 1 and at the comparison horizon H (the
-    authors' last reported horizon on that dataset, capped at ours), ours and theirs."""
+    authors' last reported horizon on that dataset, capped at ours), ours and theirs; std
+    over seeds with ddof 0 like theirs (ddof 1 in *_std_ddof1); `like_for_like` is False
+    when our horizons are not those of their figure (another sequence length T)."""
     rows = []
     ours = summary[summary.evaluation == "prediction"]
     for dataset in ours.dataset.unique():
@@ -156,9 +180,10 @@ def prediction_table(summary, reference, labels) -> pd.DataFrame:
         for model in _models_in_order(mine, labels):
             row = {"dataset": dataset, "model": model, "label": labels.get(model, model)}
             for tag, h in (("h1", 1), ("hH", horizon)):
-                row[f"{tag}_mean"], row[f"{tag}_std"] = lookup(mine, "prediction", dataset, model, "mse", h)
-                row[f"{tag}_ref_mean"], row[f"{tag}_ref_std"] = lookup(theirs, "prediction", dataset, model, "mse", h)
+                _cell(row, tag, mine, "prediction", dataset, model, "mse", h)
+                _cell(row, f"{tag}_ref", theirs, "prediction", dataset, model, "mse", h)
             row["H"] = horizon
+            row["like_for_like"] = horizons_match(summary, reference, "prediction", dataset)
             row["n_seeds"] = int(mine[mine.model == model].n_seeds.max())
             rows.append(row)
     return pd.DataFrame(rows)
@@ -194,7 +219,8 @@ def baseline_notes(table: pd.DataFrame) -> str:
 
 
 def equivariance_table(summary, reference, labels) -> pd.DataFrame:
-    """One row per dataset x model: L^p and L^p_equiv at T_p = 1, ours and theirs."""
+    """One row per dataset x model: L^p and L^p_equiv at T_p = 1, ours and theirs (std as in
+    prediction_table)."""
     rows = []
     ours = summary[summary.evaluation == "equivariance"]
     for dataset in ours.dataset.unique():
@@ -202,12 +228,34 @@ def equivariance_table(summary, reference, labels) -> pd.DataFrame:
         for model in _models_in_order(mine, labels):
             row = {"dataset": dataset, "model": model, "label": labels.get(model, model)}
             for metric in ("Lp", "Lp_equiv"):
-                row[f"{metric}_mean"], row[f"{metric}_std"] = lookup(mine, "equivariance", dataset, model, metric, 1)
-                row[f"{metric}_ref_mean"], row[f"{metric}_ref_std"] = lookup(
-                    reference, "equivariance", dataset, model, metric, 1
-                )
+                _cell(row, metric, mine, "equivariance", dataset, model, metric, 1)
+                _cell(row, f"{metric}_ref", reference, "equivariance", dataset, model, metric, 1)
+            row["like_for_like"] = horizons_match(summary, reference, "equivariance", dataset)
             row["n_seeds"] = int(mine[mine.model == model].n_seeds.max())
             rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def horizons_table(summary, reference, labels, evaluation) -> pd.DataFrame:
+    """Every horizon, long: one row per dataset x model x metric x horizon with ours (mean,
+    std ddof 0 and 1, seeds), theirs (mean, std) and ours / theirs."""
+    rows = []
+    ours = summary[summary.evaluation == evaluation]
+    for dataset in ours.dataset.unique():
+        mine = ours[ours.dataset == dataset]
+        like = horizons_match(summary, reference, evaluation, dataset)
+        for model in _models_in_order(mine, labels):
+            for metric in METRICS[evaluation]:
+                cells = mine[(mine.model == model) & (mine.metric == metric)]
+                for h in sorted(int(x) for x in cells.horizon.unique()):
+                    row = {"dataset": dataset, "model": model, "label": labels.get(model, model),
+                           "metric": metric, "horizon": h}
+                    _cell(row, "ours", mine, evaluation, dataset, model, metric, h)
+                    _cell(row, "ref", reference, evaluation, dataset, model, metric, h)
+                    row["ratio"] = row["ours_mean"] / row["ref_mean"] if row["ref_mean"] else math.nan
+                    row["like_for_like"] = like
+                    row["n_seeds"] = int(cells.n_seeds.max())
+                    rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -267,6 +315,8 @@ def fmt_mean_std(mean, std) -> str:
 def display_frame(kind: str, table: pd.DataFrame) -> pd.DataFrame:
     """The human-readable version of a table (formatted strings, titled columns)."""
     f = lambda row, key: fmt_mean_std(row[f"{key}_mean"], row[f"{key}_std"])  # noqa: E731
+    if kind.endswith("_horizons"):
+        return _display_horizons(table)
     out = []
     for _, row in table.iterrows():
         shown = {"Dataset": row.dataset, "Model": row.label}
@@ -275,7 +325,7 @@ def display_frame(kind: str, table: pd.DataFrame) -> pd.DataFrame:
             shown["T_p = 1 (paper)"] = f(row, "h1_ref")
             shown["T_p = H"] = f(row, "hH")
             shown["T_p = H (paper)"] = f(row, "hH_ref")
-            shown["H"] = str(int(row.H))
+            shown["H"] = str(int(row.H)) if row.like_for_like else f"{int(row.H)} (not the paper's T)"
         elif kind == "equivariance":
             shown["L^p"] = f(row, "Lp")
             shown["L^p_equiv"] = f(row, "Lp_equiv")
@@ -295,6 +345,21 @@ def display_frame(kind: str, table: pd.DataFrame) -> pd.DataFrame:
         shown["seeds"] = "–" if is_baseline(row.model) else str(int(row.n_seeds))  # no training, no seed
         out.append(shown)
     return pd.DataFrame(out)
+
+
+def _display_horizons(table: pd.DataFrame) -> pd.DataFrame:
+    """Wide: one row per dataset x model x metric, one column per horizon, 'ours (paper)'."""
+    out = []
+    for (dataset, model, metric), group in table.groupby(["dataset", "model", "metric"], sort=False):
+        first = group.iloc[0]
+        shown = {"Dataset": dataset if first.like_for_like else f"{dataset} (not the paper's T)",
+                 "Model": first.label, "Metric": metric}
+        for _, row in group.iterrows():
+            ref = fmt_number(row.ref_mean)
+            shown[f"T_p={int(row.horizon)}"] = fmt_number(row.ours_mean) + (f" ({ref})" if ref else "")
+        shown["seeds"] = str(int(first.n_seeds))
+        out.append(shown)
+    return pd.DataFrame(out).fillna("")
 
 
 def latex_escape(text: str) -> str:
@@ -334,18 +399,24 @@ def to_latex(display: pd.DataFrame, caption: str) -> str:
 
 CAPTIONS = {
     "prediction": "Prediction error (sum over pixels of the squared error per frame) at T_p = 1 and at "
-    "T_p = H, mean +- std over seeds; paper = the authors' numbers. Trivial baselines (no training, "
+    "T_p = H, mean +- std over seeds (std with ddof = 0, np.std, the authors' convention; ddof = 1 in "
+    "the CSV's *_std_ddof1 columns); paper = the authors' numbers. Trivial baselines (no training, "
     "same protocol): copy last frame = the last conditioning frame at every horizon; mean training "
     "frame = one mean image of the training split.",
     "equivariance": "Equivariance error at T_p = 1: L^p with the sequence's own transition, L^p_equiv "
-    "with another sequence's; mean +- std over seeds; paper = the authors' numbers. The trivial "
+    "with another sequence's; mean +- std over seeds (ddof = 0 as the authors'; ddof = 1 in the CSV); "
+    "paper = the authors' numbers. The trivial "
     "baselines use no transition, so their L^p_equiv = L^p: a model whose L^p_equiv is not below "
     "theirs has learned no transition that transfers.",
     "sbd": "Simultaneous block diagonalization: fraction of the transitions' energy outside the "
     "blocks before and after the change of basis and its chance level; log10 of the commutant's "
     "eigenvalue gap (confidence in the block structure); block sizes and the dims each factor "
     "owns alone (per seed); blocks moved by several factors, static dims; seeds whose blocks "
-    "are the finest, and finest with each factor on its own blocks (claim 5).",
+    "are the finest, and finest with each factor on its own blocks (claim 5); std over seeds with ddof = 1.",
+    "prediction_horizons": "Prediction error at every horizon: ours (the authors' curve), mean over "
+    "seeds; std over seeds (ddof 0 and 1) and ours / theirs in the CSV.",
+    "equivariance_horizons": "Equivariance errors L^p and L^p_equiv at every horizon: ours (the authors' "
+    "curve), mean over seeds; std over seeds (ddof 0 and 1) and ours / theirs in the CSV.",
 }
 
 
@@ -367,8 +438,12 @@ def make_tables(runs: dict[str, pd.DataFrame], reference: pd.DataFrame, labels: 
     written = []
     if "prediction" in runs:
         written += write_table("prediction", prediction_table(summary, reference, labels), out_dir)
+        written += write_table("prediction_horizons", horizons_table(summary, reference, labels, "prediction"),
+                               out_dir)
     if "equivariance" in runs:
         written += write_table("equivariance", equivariance_table(summary, reference, labels), out_dir)
+        written += write_table("equivariance_horizons", horizons_table(summary, reference, labels, "equivariance"),
+                               out_dir)
     if "sbd" in runs:
         written += write_table("sbd", sbd_table(runs["sbd"], labels), out_dir)
     return written

@@ -136,6 +136,7 @@ def all_figures():
 
 def table_files():
     kinds = [k for k in ("prediction", "equivariance", "sbd") if datasets_with(k)]
+    kinds += [f"{k}_horizons" for k in ("prediction", "equivariance") if k in kinds]
     return [
         f"{RESULTS}/tables/{k}.{ext}" for k in kinds for ext in ("csv", "md", "tex")
     ]

@@ -94,21 +94,35 @@ def test_tables_give_mean_std_over_seeds_next_to_the_reference(tmp_path):
     assert run("report", "tables", "--inputs", *gathered, "--labels", *LABELS, "--out-dir", out) == 0
 
     pred = pd.read_csv(out / "prediction.csv").set_index("model")
-    # lstsq at T_p = 1: 2.5 * {1, 3} -> mean 5, std 2.5 * sqrt(2); paper: 5.1 at T_p 1, 73.8 at 18
+    # lstsq at T_p = 1: 2.5 * {1, 3} -> mean 5, std 2.5 (ddof 0, the authors' np.std) or
+    # 2.5 * sqrt(2) (ddof 1); paper (their figure's curve): 5.1171 at T_p 1, 73.8079 at 18
     assert pred.loc["lstsq", "h1_mean"] == pytest.approx(5.0)
-    assert pred.loc["lstsq", "h1_std"] == pytest.approx(2.5 * np.sqrt(2), rel=1e-5)
-    assert pred.loc["lstsq", "h1_ref_mean"] == pytest.approx(5.1)
-    assert pred.loc["lstsq", "H"] == 18 and pred.loc["lstsq", "hH_ref_mean"] == pytest.approx(73.8)
+    assert pred.loc["lstsq", "h1_std"] == pytest.approx(2.5)
+    assert pred.loc["lstsq", "h1_std_ddof1"] == pytest.approx(2.5 * np.sqrt(2), rel=1e-5)
+    assert pred.loc["lstsq", "h1_ref_mean"] == pytest.approx(5.1171)
+    assert pred.loc["lstsq", "H"] == 18 and pred.loc["lstsq", "hH_ref_mean"] == pytest.approx(73.8079)
     assert pred.loc["lstsq", "hH_mean"] == pytest.approx((2 + 0.5 * 18) * 2)
+    assert pred["like_for_like"].all()  # 18 horizons, as the authors' mnist figure
     md = (out / "prediction.md").read_text()
-    assert "| MSP" in md and "5.00 ± 3.54" in md and "5.10" in md
+    assert "| MSP" in md and "5.00 ± 2.50" in md and "5.12" in md and "ddof = 0" in md
     tex = (out / "prediction.tex").read_text()
-    assert r"5.00 $\pm$ 3.54" in tex and r"\begin{tabular}" in tex and "Neural trans." in tex
+    assert r"5.00 $\pm$ 2.50" in tex and r"\begin{tabular}" in tex and "Neural trans." in tex
+
+    # every horizon next to the authors' curve
+    horizons = pd.read_csv(out / "prediction_horizons.csv")
+    lstsq = horizons[horizons.model == "lstsq"].set_index("horizon")
+    assert list(lstsq.index) == list(range(1, 19))
+    assert lstsq.loc[7, "ours_mean"] == pytest.approx((2 + 0.5 * 7) * 2)
+    assert lstsq.loc[7, "ref_mean"] > 0 and lstsq.loc[7, "ratio"] == pytest.approx(11.0 / lstsq.loc[7, "ref_mean"])
+    assert "T_p=18" in (out / "prediction_horizons.md").read_text()
+    eh = pd.read_csv(out / "equivariance_horizons.csv")
+    assert set(eh.metric) == {"Lp", "Lp_equiv"} and eh.horizon.max() == 8 and eh.ref_mean.notna().all()
 
     equiv = pd.read_csv(out / "equivariance.csv").set_index("model")
     assert equiv.loc["neuralM", "Lp_equiv_mean"] == pytest.approx(10.0)
     assert equiv.loc["neuralM", "Lp_equiv_ref_mean"] == pytest.approx(64.25)
-    assert equiv.loc["neuralM", "Lp_equiv_ref_std"] == pytest.approx(2.59)
+    assert equiv.loc["neuralM", "Lp_equiv_ref_std"] == pytest.approx(2.59)  # their np.std, ddof 0
+    assert equiv.loc["neuralM", "Lp_equiv_ref_std_ddof1"] == pytest.approx(2.59 * np.sqrt(1.5))
     sbd = pd.read_csv(out / "sbd.csv")
     assert sbd.loc[0, "offblock_energy_after_mean"] == pytest.approx(0.15)
     assert sbd.loc[0, "log10_gap_mean"] == pytest.approx((6 + 6.30103) / 2)
@@ -152,6 +166,29 @@ def test_claim_5_fails_on_merged_or_shared_blocks(tmp_path):
     claim5 = pd.read_csv(out_csv).set_index("claim").loc[5]
     assert claim5.verdict == "not held"
     assert "not finest" in claim5.evidence and "1 shared, not disjoint" in claim5.evidence
+
+
+def test_other_sequence_lengths_are_labelled_not_like_for_like():
+    """mnist_bg's published curve has 8 horizons (T = 10): an evaluation with 18 is flagged."""
+    reference = tables.read_reference()
+    ours = reference[(reference.evaluation == "prediction") & (reference.dataset == "mnist")].assign(dataset="mnist_bg")
+    table = tables.prediction_table(ours, reference, {})
+    assert not table.like_for_like.any() and (table.H == 8).all()
+    assert "not the paper's T" in tables.display_frame("prediction", table).H.iloc[0]
+    same = reference[(reference.evaluation == "prediction") & (reference.dataset == "mnist_bg")]
+    assert tables.prediction_table(same, reference, {}).like_for_like.all()
+
+
+def test_reference_curves_hold_every_horizon_of_the_authors_figures():
+    reference = tables.read_reference()
+    pred = reference[reference.evaluation == "prediction"]
+    last = pred.groupby("dataset").horizon.max().to_dict()
+    assert last == {"mnist": 18, "mnist_bg": 8, "mnist_bg_full": 18, "mnist_accl": 15, "3dshapes": 6, "smallNORB": 4}
+    counts = pred.groupby(["dataset", "model"]).horizon.nunique()
+    assert all(counts[(d, m)] == last[d] for d, m in counts.index)  # no gaps
+    assert not reference.duplicated(["evaluation", "dataset", "model", "horizon", "metric"]).any()
+    raw = pd.read_csv(tables.REFERENCE_CSV, comment="#")
+    assert raw.source.str.len().gt(0).all()
 
 
 def test_claims_hold_on_the_authors_numbers():
@@ -310,3 +347,26 @@ def test_training_curves_read_each_runs_log(tmp_path):
     np.testing.assert_allclose(msp.get_ydata(), [2 * 100 / s for s in (10, 20, 30)])  # seeds x1, x3: mean x2
     with pytest.raises(ValueError, match="results/DATASET/MODEL/seedN"):
         figures.training_logs([tmp_path / "metrics.jsonl"])
+
+
+def test_error_figures_draw_the_authors_curves_behind_ours(tmp_path):
+    from msp import figures
+
+    files, _ = write_fake_results(tmp_path)
+    prediction, equivariance, _ = gather_all(tmp_path, files)
+    reference = tables.read_reference()
+    ref = reference[(reference.evaluation == "prediction") & (reference.dataset == "mnist") & (reference.model == "lstsq")]
+    fig = figures.comp_error(pd.read_csv(prediction), {}, "", reference)
+    dashed = [line for line in fig.axes[0].get_lines() if line.get_linestyle() == "--" and len(line.get_xdata())]
+    assert len(dashed) == 3  # one authors' curve per model of ours (neural_trans, lstsq_rec, lstsq)
+    theirs = next(line for line in dashed if np.allclose(line.get_ydata(), ref.sort_values("horizon")["mean"]))
+    ours = next(line for line in fig.axes[0].get_lines() if line.get_label() == "lstsq")
+    assert theirs.get_zorder() < ours.get_zorder() and theirs.get_color() == ours.get_color()
+    assert "the authors' (published)" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    figures.plt.close(fig)
+    fig = figures.equiv_error(pd.read_csv(equivariance), {}, "", reference)
+    assert len([line for line in fig.axes[0].get_lines() if line.get_linestyle() == ":" and len(line.get_xdata())]) == 6
+    figures.plt.close(fig)
+    fig = figures.comp_error(pd.read_csv(prediction), {}, "")  # without a reference: ours only
+    assert not [line for line in fig.axes[0].get_lines() if line.get_linestyle() == "--"]
+    figures.plt.close(fig)
