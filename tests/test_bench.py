@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from msp.bench import gpu_peak, load_workflow_config, paper_estimate
+from msp.bench import add_peak_fractions, cpu_gemm_shapes, gpu_peak, load_workflow_config, paper_estimate
 
 
 def test_quick_bench_writes_expected_json(tmp_path):
@@ -20,6 +20,7 @@ def test_quick_bench_writes_expected_json(tmp_path):
     assert done.returncode == 0, done.stderr
     report = json.loads(out.read_text())
     assert report["quick"] is True and report["device"]["peak_tflops"]["fp32"] > 0
+    assert report["device"]["peak_tflops"]["bf16"] > 0 and "best of 4 GEMM shapes" in report["device"]["peak_tflops"]["source"]
     faithful, row = report["results"]
     assert (faithful["speed"], row["speed"]) == ("faithful", "default")
     assert (row["dataset"], row["model"], row["image_shape"]) == ("mnist", "lstsq", [3, 32, 32])
@@ -53,3 +54,17 @@ def test_paper_estimate_counts_runs_and_hours():
 ])
 def test_gpu_peak_table_matches_device_names(name, matched):
     assert gpu_peak(name)["matched"] == matched
+
+
+def test_a_peak_the_step_beats_is_no_peak():
+    """A fraction of peak above 1 (kernels faster than the measured 'peak') is left empty."""
+    row = {"step_s": 1.0, "flops_per_step": 2e12}  # 2 TFLOP/s achieved
+    add_peak_fractions(row, {"fp32": 1.5, "tf32": None, "bf16": 4.0})
+    assert row["achieved_tflops"] == pytest.approx(2.0)
+    assert row["fraction_of_fp32_peak"] is None and row["fraction_of_tf32_peak"] is None
+    assert row["fraction_of_bf16_peak"] == pytest.approx(0.5)
+
+
+def test_cpu_peak_times_square_and_convolution_like_gemms():
+    shapes = cpu_gemm_shapes(2048)
+    assert (2048, 2048, 2048) in shapes and any(m > 4 * c for m, _, c in shapes)  # tall-skinny im2col products
