@@ -247,7 +247,7 @@ def claim_sbd(sbd_runs: pd.DataFrame | None, labels) -> Claim:
         results.append(ok)
         seeds = ", ".join(
             f"seed {r.seed}: off-block {fmt_number(r.offblock_energy_before)} -> "
-            f"{fmt_number(r.offblock_energy_after)}, blocks [{r.block_sizes}]"
+            f"{fmt_number(r.offblock_energy_after)}, blocks {r.block_sizes}"
             f"{'' if truth(r.finest) else ' (not finest)'}, factor->blocks {_short(r.factor_blocks)}"
             f"{'' if truth(r.disjoint) else f' ({_shared(r)} shared, not disjoint)'}"
             for r in group.itertuples()

@@ -84,7 +84,7 @@ def _sbd_row(info: dict, path) -> dict:
     row["n_shared_blocks"] = len(info.get("shared_blocks", [])) if "factor_blocks" in info else math.nan
     row["method"] = info.get("method", "")
     row["n_blocks"] = len(info["block_sizes"])
-    row["block_sizes"] = " ".join(str(s) for s in info["block_sizes"])
+    row["block_sizes"] = json.dumps([int(s) for s in info["block_sizes"]])  # a string even for one block
     row["commutant_dim"] = info.get("commutant_dim", math.nan)
     row["factor_blocks"] = json.dumps(info.get("factor_blocks", {}), sort_keys=True)
     row["factor_dims"] = json.dumps(info.get("factor_dims", {}), sort_keys=True)

@@ -126,7 +126,7 @@ def test_tables_give_mean_std_over_seeds_next_to_the_reference(tmp_path):
     sbd = pd.read_csv(out / "sbd.csv")
     assert sbd.loc[0, "offblock_energy_after_mean"] == pytest.approx(0.15)
     assert sbd.loc[0, "log10_gap_mean"] == pytest.approx((6 + 6.30103) / 2)
-    assert sbd.loc[0, "finest_and_disjoint_seeds"] == "2/2" and sbd.loc[0, "block_sizes"] == "5 5 6 / 5 5 6"
+    assert sbd.loc[0, "finest_and_disjoint_seeds"] == "2/2" and sbd.loc[0, "block_sizes"] == "[5, 5, 6] / [5, 5, 6]"
     assert "rotation 5, translation 6" in (out / "sbd.md").read_text()
 
 
