@@ -106,13 +106,15 @@ def commutant(M, dim=None):
     return Commutant(basis=basis, eigenvalues=rel, dim=k + 1, gap=gap)
 
 
-def invariant_subspaces(X, tol):
+def invariant_subspaces(X, tol, scale=None):
     """Real invariant subspaces of X (r, r) from its eigenvalues clustered by single linkage at
-    tol * (spread of the eigenvalues); a cluster and its complex conjugate form one subspace.
-    Returns a list of (r, r_k) orthonormal bases, ordered by the clusters' eigenvalues."""
+    tol * scale (default: the spread of the eigenvalues); a cluster and its complex conjugate
+    form one subspace. Returns a list of (r, r_k) orthonormal bases, ordered by the clusters'
+    eigenvalues."""
     r = X.shape[0]
     w, V = np.linalg.eig(X)
-    spread = max(float(np.abs(w - w.mean()).max()), 1e-300)
+    spread = float(np.abs(w - w.mean()).max()) if scale is None else scale
+    spread = max(spread, 1e-300)
     label = list(range(r))
 
     def root(i):
@@ -151,13 +153,23 @@ def cluster_tolerance(comm):
     return float(np.clip(10 * noise, 1e-7, 0.2))
 
 
-def _split_once(C, tol, rng):
+def _split_once(C, W, tol, rng):
     """Try TRIES random elements of the restricted commutant C (d, r, r); return the finest
-    split found: a list of (r, r_k) bases (one element = no split)."""
+    split found: a list of (r, r_k) bases (one element = no split).
+
+    The identity (C[0], W[0]) is left out: it splits nothing. Eigenvalues are clustered
+    relative to the eigenvalue spread of the same combination of the whole commutant W
+    (d, a, a), not of the block's own: on a block where only scalars commute with the family,
+    the restricted element is scalar plus noise, and its spread is noise, not structure.
+    (Eigenvalues, unlike norms, do not depend on how ill-conditioned the basis is.)"""
     best = [np.eye(C.shape[-1])]
+    if len(C) < 2:
+        return best
     for _ in range(TRIES):
-        X = np.tensordot(rng.standard_normal(len(C)), C, axes=1)
-        bases = invariant_subspaces(X, tol)
+        c = rng.standard_normal(len(C) - 1)
+        w = np.linalg.eigvals(np.tensordot(c, W[1:], axes=1))
+        scale = float(np.abs(w - w.mean()).max())
+        bases = invariant_subspaces(np.tensordot(c, C[1:], axes=1), tol, scale)
         if len(bases) > len(best):
             best = bases
     return best
@@ -180,7 +192,7 @@ def refine_blocks(U, sizes, comm, tol, seed=0):
     while stack:
         Q, C = stack.pop(0)
         r = Q.shape[1]
-        parts = _split_once(C, tol, rng) if r > 1 else [np.eye(1)]
+        parts = _split_once(C, W, tol, rng) if r > 1 else [np.eye(1)]
         if len(parts) == 1:
             columns.append(Q)
             new_sizes.append(r)

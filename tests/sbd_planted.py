@@ -13,9 +13,11 @@ def hidden_basis(a, cond, rng):
 
 def planted_blocks(spec, theta):
     """Block-diagonal transitions. spec: list of (kind, factor, rate), kind in rot (2x2 rotation by
-    rate * theta[factor]), scale (1x1, exp(rate * theta[factor])), id (1x1 identity);
+    rate * theta[factor]), so3 (3x3 rotation Rz(t) Rx(0.7 t), t = rate * theta[factor]: its axis
+    moves with t, so the block is irreducible of real type), scale (1x1, exp(rate *
+    theta[factor])), id (1x1 identity);
     theta: (N, F) factor parameters -> (B: (N, a, a), blocks: list of index lists)."""
-    sizes = [2 if kind == "rot" else 1 for kind, _, _ in spec]
+    sizes = [{"rot": 2, "so3": 3}.get(kind, 1) for kind, _, _ in spec]
     a, N = sum(sizes), len(theta)
     B = np.zeros((N, a, a))
     blocks, start = [], 0
@@ -24,6 +26,13 @@ def planted_blocks(spec, theta):
         if kind == "rot":
             c, s = np.cos(rate * theta[:, factor]), np.sin(rate * theta[:, factor])
             B[:, i, i], B[:, i, i + 1], B[:, i + 1, i], B[:, i + 1, i + 1] = c, -s, s, c
+        elif kind == "so3":
+            t = rate * theta[:, factor]
+            c, s, c2, s2 = np.cos(t), np.sin(t), np.cos(0.7 * t), np.sin(0.7 * t)
+            one, zero = np.ones_like(t), np.zeros_like(t)
+            Rz = np.stack([np.stack([c, -s, zero], -1), np.stack([s, c, zero], -1), np.stack([zero, zero, one], -1)], -2)
+            Rx = np.stack([np.stack([one, zero, zero], -1), np.stack([zero, c2, -s2], -1), np.stack([zero, s2, c2], -1)], -2)
+            B[:, i:i + 3, i:i + 3] = Rz @ Rx
         elif kind == "scale":
             B[:, i, i] = np.exp(rate * theta[:, factor])
         else:
