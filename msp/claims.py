@@ -256,7 +256,7 @@ def claim_sbd(sbd_runs: pd.DataFrame | None, labels) -> Claim:
                if not (r.offblock_energy_after < r.offblock_energy_before and truth(r.finest_and_disjoint))]
         r = (bad or list(group.itertuples()))[0]  # the deciding seed: the first that fails
         key = (f"{labels.get(model, model)} seed {r.seed}: off-block {fmt_number(r.offblock_energy_before)} -> "
-               f"{fmt_number(r.offblock_energy_after)}, blocks [{r.block_sizes}], "
+               f"{fmt_number(r.offblock_energy_after)}, blocks {r.block_sizes}, "
                f"{'finest' if truth(r.finest) else 'not finest'}, {'disjoint' if truth(r.disjoint) else 'shared'}")
         margin = float((group.offblock_energy_before / group.offblock_energy_after).min())
         claim.record(dataset, ok, f"{dataset} ({labels.get(model, model)}): {seeds} -> {_mark(ok)}", key, margin)
