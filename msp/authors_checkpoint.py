@@ -308,14 +308,12 @@ def fold_change_of_basis(model):
 
 # -- run config for the imported model --
 def paper_model_settings(dataset: str, model: str, workflow_config=None) -> dict:
-    """The paper's model section for (dataset, model) from configs/config.yaml (via msp.runs);
+    """The paper's model section for (dataset, model) from the workflow config (default: the
+    paper's, msp.runs.PAPER_CONFIG);
     for a pair the workflow does not run, the dataset's network with the model's defaults."""
     from msp import runs
 
-    path = Path(workflow_config) if workflow_config else Path(__file__).resolve().parents[1] / "configs" / "config.yaml"
-    if not path.is_file():
-        return {"name": model}
-    config = yaml.safe_load(path.read_text())
+    config = runs.load_workflow_config(workflow_config)
     if dataset not in config["datasets"]:
         return {"name": model}
     if model in config["datasets"][dataset]["models"] and model in config["models"]:
@@ -375,6 +373,9 @@ def import_snapshot(snapshot, dataset: str, model: str | None = None, overrides:
         raise FileNotFoundError(f"snapshot {snapshot} does not exist")
     fields, train = {}, {}
     if authors_config is not None:
+        if not Path(authors_config).is_file():
+            raise FileNotFoundError(f"--authors-config {authors_config} does not exist: pass the config.yml "
+                                    "of the authors' run (in its log directory), or leave the option out")
         fields, train = _model_from_authors_config(yaml.safe_load(Path(authors_config).read_text()), dataset)
         if model is not None and model != fields["name"]:
             raise ValueError(f"--model {model} disagrees with --authors-config, which trains {fields['name']}")
@@ -419,7 +420,7 @@ def add_arguments(parser):
                         help="data source stored in the config (default: drive, the authors' data)")
     parser.add_argument("--step", type=int, help="training step (default: N of snapshot_model_iter_N)")
     parser.add_argument("--force", action="store_true", help="replace an existing --out file (never done without it)")
-    parser.add_argument("--workflow-config", help="paper defaults (default: the repository's configs/config.yaml)")
+    parser.add_argument("--workflow-config", help="workflow config with the defaults (default: the paper's, shipped with the package)")
     for field in FLAG_FIELDS:
         kind = float if field == "k" else int
         parser.add_argument(f"--{field.replace('_', '-')}", dest=field, type=kind,

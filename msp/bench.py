@@ -20,13 +20,11 @@ import resource
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
-import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
-from msp import io, registry
+from msp import io, registry, runs
 from msp.config import normalize_run_config
 from msp.models import build_model, count_parameters
 from msp.performance import apply_speed_settings
@@ -107,19 +105,10 @@ def device_info(device: torch.device, cpu_peak_size: int) -> dict:
     return info
 
 
-def load_workflow_config(path=None) -> dict:
-    path = Path(path) if path else Path(__file__).resolve().parents[1] / "configs" / "config.yaml"
-    if not path.is_file():
-        raise FileNotFoundError(f"workflow config {path} not found: pass --workflow-config configs/config.yaml")
-    return yaml.safe_load(path.read_text())
-
-
 def bench_run_config(workflow: dict, dataset: str, model: str, quick: bool, batch_size: int | None,
                      faithful: bool = False) -> dict:
     """The paper's run config for (dataset, model), validated and completed by msp.config;
     --quick shrinks widths and batch; `faithful` selects the authors' numerics."""
-    from msp import runs
-
     if dataset not in workflow["datasets"]:
         raise ValueError(f"dataset {dataset!r} is not in the workflow config: choose from {list(workflow['datasets'])}")
     if model not in workflow["datasets"][dataset]["models"]:
@@ -257,8 +246,6 @@ def add_peak_fractions(row: dict, peaks: dict):
 
 def paper_estimate(workflow: dict, rows: list[dict]) -> dict:
     """Device-hours of the paper's runs (datasets x models x seeds) at the measured step times."""
-    from msp import runs
-
     measured = {(r["dataset"], r["model"]): r.get("step_pipelined_s", r["step_s"]) for r in rows}
     pairs, missing = {}, set()
     for run in runs.runs(workflow):
@@ -297,7 +284,7 @@ def add_arguments(parser):
     parser.add_argument("--quick", action="store_true", help="tiny widths, batch 2, 2 steps: a smoke test in seconds")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice; --quick: 1)")
     parser.add_argument("--cpu-peak-size", type=int, default=2048, help="size n of the GEMM shapes timed for the CPU peak (msp.bench.cpu_gemm_shapes)")
-    parser.add_argument("--workflow-config", help="paper settings (default: the repository's configs/config.yaml)")
+    parser.add_argument("--workflow-config", help="workflow config with the settings (default: the paper's, shipped with the package)")
     parser.add_argument("--json", help="also write the results to this JSON file")
 
 
@@ -342,7 +329,7 @@ def main(args):
     warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
     if steps < 1 or warmup < 0:
         raise ValueError(f"--steps must be >= 1 and --warmup >= 0, got {steps} and {warmup}")
-    workflow = load_workflow_config(args.workflow_config)
+    workflow = runs.load_workflow_config(args.workflow_config)
     datasets = args.datasets or (["mnist"] if args.quick else list(workflow["datasets"]))
     default_models = ["lstsq"] if args.quick else None
     pairs = [(d, m) for d in datasets

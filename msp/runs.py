@@ -10,12 +10,16 @@ the workflow, before any job runs.
 """
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import yaml
 
 from msp import registry
 
 EVALUATIONS = ("prediction", "equivariance", "sbd", "samples")
+# The paper's workflow config shipped inside the package (a copy of configs/config.yaml,
+# tests/test_packaging.py checks they are equal), so an installed `msp` needs no checkout.
+PAPER_CONFIG = Path(__file__).with_name("paper_config.yaml")
 # Trivial predictors (msp/trivial_baselines.py), evaluated once per dataset (no training, no
 # seed) next to the models, for these evaluations; names and display labels.
 BASELINES = ("baseline_copy_last", "baseline_mean_frame")
@@ -233,3 +237,17 @@ def _parses_as(text: str, types) -> bool:
     python = {"integer": int, "number": (int, float), "boolean": bool, "array": list, "object": dict}
     types = [types] if isinstance(types, str) else types
     return any(isinstance(value, python[t]) for t in types if t in python)
+
+
+def load_workflow_config(path=None) -> dict:
+    """A workflow config YAML -> dict; None: the paper's (PAPER_CONFIG). A path that does
+    not exist is an error, never a silent fallback."""
+    path = Path(path) if path is not None else PAPER_CONFIG
+    if not path.is_file():
+        raise FileNotFoundError(f"workflow config {path} does not exist: pass an existing file "
+                                "(e.g. configs/config.yaml) or leave the option out for the paper's")
+    config = yaml.safe_load(path.read_text())
+    if not isinstance(config, dict) or not isinstance(config.get("datasets"), dict):
+        raise ValueError(f"workflow config {path} has no 'datasets' mapping: is it a workflow config "
+                         "(like configs/config.yaml), not a run config?")
+    return config

@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shlex
 
 import yaml
 from snakemake.exceptions import WorkflowError
@@ -11,10 +12,18 @@ from snakemake.utils import validate
 from msp import registry as msp_registry
 from msp import runs as msp_runs
 
-# The paper config unless --configfile names another (a --configfile would otherwise be merged
-# key by key INTO the paper config, and the demo would inherit the paper's datasets).
-if not workflow.overwrite_configfiles:
-    workflow.configfile(os.path.join(workflow.basedir, "configs", "config.yaml"))
+# Jobs run this workflow's own package (`python -m msp`), also inside the conda env of
+# `--sdm conda`, which holds only the dependencies (envs/msp.yaml): the workflow folder goes
+# first on the PYTHONPATH that every job inherits from this process (re-parsed on cluster
+# nodes). Set here, not in params, so that moving the checkout does not re-trigger jobs.
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(
+        [
+            workflow.basedir,
+            *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep)),
+        ]
+    )
+)
 
 # A typo or a wrong type stops the run here, before any job, with the key named.
 try:
@@ -142,9 +151,9 @@ def table_files():
     ]
 
 
-def model_labels_arg():
-    """`--labels name=label ...` for the report CLI (quoted for the shell)."""
-    return " ".join(f"'{name}={m['label']}'" for name, m in config["models"].items())
+def model_labels():
+    """NAME=LABEL words of the report CLI's --labels (the rules quote them with :q)."""
+    return [f"{name}={m['label']}" for name, m in config["models"].items()]
 
 
 def dataset_options_arg(wildcards):
@@ -153,32 +162,32 @@ def dataset_options_arg(wildcards):
 
 
 def eval_flags(action):
-    """Command-line flags of `msp evaluate ACTION` from the `evaluation` config section."""
+    """Command-line words of `msp evaluate ACTION` from the `evaluation` config section (a
+    list: the rules quote each word with :q)."""
     cfg = config["evaluation"]
-    flags = [f"--device {cfg['device']}"]
+    flags = ["--device", cfg["device"]]
     if cfg["seed"] is not None:
-        flags.append(f"--seed {cfg['seed']}")
+        flags += ["--seed", str(cfg["seed"])]
     # batch_size / n_batches size the prediction and equivariance sets (samples: one batch);
     # SBD keeps its own sample (its defaults, or extra_args.sbd)
     if cfg["batch_size"] is not None and action != "sbd":
-        flags.append(f"--batch-size {cfg['batch_size']}")
+        flags += ["--batch-size", str(cfg["batch_size"])]
     if cfg["n_batches"] is not None and action in ("prediction", "equivariance"):
-        flags.append(f"--n-batches {cfg['n_batches']}")
-    flags.append(cfg["extra_args"][action])
-    return " ".join(flags).strip()
+        flags += ["--n-batches", str(cfg["n_batches"])]
+    return flags + shlex.split(cfg["extra_args"][action])
 
 
 def sbd_flags(wildcards):
     """Flags of `msp evaluate sbd` for one run: eval_flags plus the method and any hand-picked
     blocks of `evaluation.sbd` (keyed DATASET/MODEL/seedN)."""
     cfg = config["evaluation"].get("sbd") or {}
-    flags = [eval_flags("sbd"), f"--method {cfg.get('method', 'algebraic')}"]
+    flags = eval_flags("sbd") + ["--method", cfg.get("method", "algebraic")]
     blocks = (cfg.get("blocks") or {}).get(
         f"{wildcards.dataset}/{wildcards.model}/seed{wildcards.seed}"
     )
     if blocks is not None:
-        flags.append(f"--blocks '{json.dumps(blocks, separators=(',', ':'))}'")
-    return " ".join(f for f in flags if f)
+        flags += ["--blocks", json.dumps(blocks, separators=(",", ":"))]
+    return flags
 
 
 def train_runtime(wildcards):

@@ -18,7 +18,7 @@ rule download:
         root=data_root_of,
         source=SOURCE,
     shell:
-        "msp data download --dataset {wildcards.family} --root {params.root:q}"
+        "python -m msp data download --dataset {wildcards.family} --root {params.root:q}"
         " --source {params.source} > {log} 2>&1"
 
 
@@ -37,5 +37,5 @@ rule prepare:
         root=data_root_of,
         source=SOURCE,
     shell:
-        "msp data prepare --dataset {wildcards.family} --root {params.root:q}"
+        "python -m msp data prepare --dataset {wildcards.family} --root {params.root:q}"
         " --source {params.source} > {log} 2>&1"

@@ -27,9 +27,9 @@ rule evaluate_prediction:
         out=lambda w, output: output[0],
         flags=eval_flags("prediction"),
     shell:
-        "OMP_NUM_THREADS={threads} msp evaluate {params.action} --checkpoint {input.model}"
+        "OMP_NUM_THREADS={threads} python -m msp evaluate {params.action} --checkpoint {input.model}"
         " --expect-run {wildcards.dataset}/{wildcards.model}/seed{wildcards.seed}"
-        " --out {params.out} {params.flags} > {log} 2>&1"
+        " --out {params.out:q} {params.flags:q} > {log} 2>&1"
 
 
 use rule evaluate_prediction as evaluate_equivariance with:
@@ -41,7 +41,6 @@ use rule evaluate_prediction as evaluate_equivariance with:
         f"{RUN}/eval/equivariance.benchmark.tsv"
     params:
         action="equivariance",
-        out=lambda w, output: output[0],
         flags=eval_flags("equivariance"),
 
 
@@ -54,7 +53,6 @@ use rule evaluate_prediction as evaluate_samples with:
         f"{RUN}/eval/samples.benchmark.tsv"
     params:
         action="samples",
-        out=lambda w, output: output[0],
         flags=eval_flags("samples"),
 
 
@@ -93,9 +91,9 @@ rule evaluate_baseline:
         root=DATA_ROOT,
         source=SOURCE,
     shell:
-        "OMP_NUM_THREADS={threads} msp evaluate {wildcards.kind} --baseline {wildcards.baseline}"
+        "OMP_NUM_THREADS={threads} python -m msp evaluate {wildcards.kind} --baseline {wildcards.baseline}"
         " --dataset {wildcards.dataset} --dataset-options {params.options:q} --root {params.root:q}"
-        " --source {params.source} --out {output} {params.flags} --device cpu > {log} 2>&1"
+        " --source {params.source} --out {output} {params.flags:q} --device cpu > {log} 2>&1"
 
 
 rule gather:
@@ -109,5 +107,5 @@ rule gather:
     conda:
         "../envs/msp.yaml"
     shell:
-        "msp report gather --kind {wildcards.kind} --dataset {wildcards.dataset}"
+        "python -m msp report gather --kind {wildcards.kind} --dataset {wildcards.dataset}"
         " --inputs {input:q} --out {output} > {log} 2>&1"

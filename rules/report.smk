@@ -28,11 +28,11 @@ rule tables:
     conda:
         "../envs/msp.yaml"
     params:
-        labels=model_labels_arg(),
+        labels=model_labels(),
         out_dir=parent_dir,
     shell:
-        "msp report tables --inputs {input.runs:q} --reference {input.reference:q}"
-        " --labels {params.labels} --out-dir {params.out_dir} > {log} 2>&1"
+        "python -m msp report tables --inputs {input.runs:q} --reference {input.reference:q}"
+        " --labels {params.labels:q} --out-dir {params.out_dir:q} > {log} 2>&1"
 
 
 rule claims:
@@ -61,11 +61,11 @@ rule claims:
     conda:
         "../envs/msp.yaml"
     params:
-        labels=model_labels_arg(),
+        labels=model_labels(),
         accl_horizon=msp_runs.training_horizon(config, "mnist_accl"),
     shell:
-        "msp report claims --inputs {input.runs:q} --reference {input.reference:q}"
-        " --labels {params.labels} --accl-train-horizon {params.accl_horizon}"
+        "python -m msp report claims --inputs {input.runs:q} --reference {input.reference:q}"
+        " --labels {params.labels:q} --accl-train-horizon {params.accl_horizon}"
         " --out {output.csv} {output.md} --compact {output.compact} > {log} 2>&1"
 
 
@@ -87,9 +87,9 @@ rule figure_comp_error:
         "../envs/msp.yaml"
     params:
         figure="comp_error",
-        labels=model_labels_arg(),
+        labels=model_labels(),
     shell:
-        "msp report figure {params.figure} --inputs {input:q} --labels {params.labels}"
+        "python -m msp report figure {params.figure} --inputs {input:q} --labels {params.labels:q}"
         " --out {output.png} {output.pdf} > {log} 2>&1"
 
 
@@ -108,7 +108,6 @@ use rule figure_comp_error as figure_equiv_error with:
         f"{RESULTS}/logs/figures/equiv_error_{{dataset}}.log",
     params:
         figure="equiv_error",
-        labels=model_labels_arg(),
 
 
 # Training loss vs step of every run of the dataset (each run's metrics.jsonl, next to model.pt).
@@ -127,7 +126,6 @@ use rule figure_comp_error as figure_training_curves with:
         f"{RESULTS}/logs/figures/training_curves_{{dataset}}.log",
     params:
         figure="training_curves",
-        labels=model_labels_arg(),
 
 
 use rule figure_comp_error as figure_sbd with:
@@ -146,7 +144,6 @@ use rule figure_comp_error as figure_sbd with:
         f"{RESULTS}/logs/figures/sbd_{{dataset}}.log",
     params:
         figure="sbd",
-        labels=model_labels_arg(),
 
 
 use rule figure_sbd as figure_sbd_components with:
@@ -162,7 +159,6 @@ use rule figure_sbd as figure_sbd_components with:
         f"{RESULTS}/logs/figures/sbd_{{dataset}}_components.log",
     params:
         figure="sbd_components",
-        labels=model_labels_arg(),
 
 
 use rule figure_sbd as figure_disentangle with:
@@ -178,7 +174,6 @@ use rule figure_sbd as figure_disentangle with:
         f"{RESULTS}/logs/figures/disentangle_{{dataset}}.log",
     params:
         figure="disentangle",
-        labels=model_labels_arg(),
 
 
 use rule figure_comp_error as figure_gen_images with:
@@ -196,7 +191,6 @@ use rule figure_comp_error as figure_gen_images with:
         f"{RESULTS}/logs/figures/gen_images_{{dataset}}_{{model}}.log",
     params:
         figure="gen_images",
-        labels=model_labels_arg(),
 
 
 rule summary:
@@ -212,5 +206,5 @@ rule summary:
     conda:
         "../envs/msp.yaml"
     shell:
-        "msp report summary --tables {input.tables:q} --claims {input.claims}"
+        "python -m msp report summary --tables {input.tables:q} --claims {input.claims}"
         " --figures {input.figures:q} --out {output} > {log} 2>&1"

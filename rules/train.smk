@@ -38,4 +38,4 @@ rule train:
     params:
         dir=parent_dir,
     shell:
-        "OMP_NUM_THREADS={threads} msp train --config {input.config} --out {params.dir} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} python -m msp train --config {input.config} --out {params.dir:q} > {log} 2>&1"

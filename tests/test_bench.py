@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from msp.bench import add_peak_fractions, cpu_gemm_shapes, gpu_peak, load_workflow_config, paper_estimate
+from msp.bench import add_peak_fractions, cpu_gemm_shapes, gpu_peak, paper_estimate
+from msp.runs import load_workflow_config
 
 
 def test_quick_bench_writes_expected_json(tmp_path):

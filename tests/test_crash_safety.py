@@ -152,7 +152,7 @@ def test_killed_snakemake_continues_without_retraining_finished_runs(tmp_path):
     targets = [str(p.relative_to(tmp_path) / "model.pt") for p in (first, second)]
     # targets before --configfile, which takes several values
     cmd = [sys.executable, "-m", "snakemake", "-s", "Snakefile", "--directory", str(tmp_path), *targets,
-           "--cores", "1", "--configfile", str(config)]
+           "--cores", "1", "--replace-workflow-config", "--configfile", str(config)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
                             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     deadline = time.monotonic() + 600

@@ -231,7 +231,8 @@ def tiny_demo_config(tmp_path: Path) -> Path:
 def test_demo_workflow_runs_on_slurm(slurm_cluster, tmp_path):
     config = tiny_demo_config(tmp_path)
     # Outputs go to tmp_path; the workflow, its rules and profiles/default come from REPO.
-    run_snakemake(tmp_path, "--snakefile", str(REPO / "Snakefile"), "--configfile", str(config))
+    run_snakemake(tmp_path, "--snakefile", str(REPO / "Snakefile"), "--replace-workflow-config",
+                  "--configfile", str(config))
 
     jobs = slurm_jobs_in(tmp_path)
     trainings = jobs_of_rule(jobs, "train")

@@ -32,7 +32,9 @@ def tiny_demo(tmp_path) -> Path:
 
 
 def snakemake(tmp_path, *args):
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path), *args]
+    """The workflow in tmp_path; a --configfile among args replaces the paper config (a whole config)."""
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
+           "--replace-workflow-config", *args]
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
 
 

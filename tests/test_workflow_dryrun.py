@@ -13,10 +13,12 @@ ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
-def snakemake(*args, cwd):
+def snakemake(*args, cwd, replace=True):
     """Run snakemake on the repository's Snakefile with `cwd` as working directory, so that
-    dry runs never see (or write) the repository's own results/ and data/."""
-    cmd = [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(cwd), *args]
+    dry runs never see (or write) the repository's own results/ and data/. With `replace`, a
+    --configfile replaces the paper config (--replace-workflow-config) instead of being merged."""
+    cmd = [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(cwd),
+           *(["--replace-workflow-config"] if replace else []), *args]
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
@@ -126,3 +128,21 @@ def test_sbd_method_and_hand_picked_blocks_reach_the_command(tmp_path):
     bad.write_text(yaml.safe_dump({"evaluation": {"sbd": {"method": "adam"}}}))
     result = snakemake(runs[0], "-n", "--configfile", str(ROOT / "configs" / "demo.yaml"), str(bad), cwd=tmp_path)
     assert result.returncode != 0 and "adam" in result.stdout + result.stderr
+
+
+def test_a_configfile_without_replace_changes_keys_of_the_paper_config(tmp_path):
+    """Snakemake's documented merge: --configfile over the Snakefile's configfile: (paper)."""
+    override = tmp_path / "one_seed.yaml"
+    override.write_text(yaml.safe_dump({"seeds": [1]}))
+    result = snakemake("-n", "--quiet", "rules", "--configfile", str(override), cwd=tmp_path, replace=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert job_counts(result.stdout + result.stderr)["train"] == 28  # the paper's 84 runs, one seed
+
+
+def test_jobs_run_the_workflows_own_package(tmp_path):
+    result = snakemake("results/demo/mnist/lstsq/seed1/model.pt", "-n", "-p", "--forceall",
+                       "--configfile", str(ROOT / "configs" / "demo.yaml"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    commands = [line.strip() for line in result.stdout.splitlines() if " -m msp " in line]
+    assert any("python -m msp train" in c for c in commands), result.stdout[-3000:]
+    assert not re.search(r"(^|[;&|] *)msp ", "\n".join(commands)), "a job relies on an installed `msp` script"
