@@ -95,12 +95,17 @@ def _sbd_row(info: dict, path) -> dict:
 
 
 def read_runs(paths) -> dict[str, pd.DataFrame]:
-    """Gathered CSVs -> {evaluation kind: frame}."""
-    frames = [pd.read_csv(p) for p in paths]
-    if not frames:
-        return {}
-    runs = pd.concat(frames, ignore_index=True)
-    return {kind: frame.reset_index(drop=True) for kind, frame in runs.groupby("evaluation")}
+    """Gathered CSVs -> {evaluation kind: frame}. Kinds are concatenated apart, so that one
+    kind's columns keep their types (no NaN-padding from the others); seeds are integers, <NA>
+    for the trivial baselines."""
+    parts: dict[str, list] = {}
+    for path in paths:
+        for kind, frame in pd.read_csv(path).groupby("evaluation"):
+            parts.setdefault(kind, []).append(frame)
+    runs = {kind: pd.concat(frames, ignore_index=True) for kind, frames in parts.items()}
+    for frame in runs.values():
+        frame["seed"] = frame["seed"].astype("Int64")
+    return runs
 
 
 def summarize(runs: dict[str, pd.DataFrame]) -> pd.DataFrame:

@@ -288,6 +288,7 @@ def test_baselines_in_tables_and_figures_but_not_in_claims(tmp_path):
     assert run("report", "claims", "--inputs", *gathered, "--labels", *LABELS, "--out", out_csv) == 0
     assert list(pd.read_csv(out_csv).verdict) == ["held", "held", "held", "not checked", "held"]
     assert "baseline" not in pd.read_csv(out_csv).evidence.str.cat()
+    assert "seed 1: off-block" in pd.read_csv(out_csv).evidence[4]  # seeds stay integers beside seedless rows
 
     for name, data, n_models in (("comp_error", gathered[0], 3), ("equiv_error", gathered[1], 3)):
         frame = pd.read_csv(data)
