@@ -327,7 +327,7 @@ def training_curves(logs: pd.DataFrame, labels: dict, title: str = ""):
         n_seeds = runs.seed.nunique()
         mean = runs.groupby("step").loss.agg(["mean", "count"])
         mean = mean[mean["count"] == n_seeds]
-        ax.plot(mean.index, mean["mean"], "-", color=color, lw=1.8,
+        ax.plot(mean.index, mean["mean"], "o-" if len(mean) <= 30 else "-", ms=3, color=color, lw=1.8,
                 label=f"{labels.get(model, model)} ({n_seeds} seed{'s' if n_seeds > 1 else ''})")
     finite = logs.loss[np.isfinite(logs.loss)]
     ax.set(xlabel="training step", ylabel="training loss", title=title or "training loss",
