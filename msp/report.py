@@ -159,6 +159,9 @@ def _summary(args) -> None:
         details = claims_mod.claims_details_markdown(frame)
     else:
         parts += [Path(args.claims).read_text(), ""]
+    baselines = [path for path in args.tables if Path(path).name == "baselines.md"]
+    if baselines:
+        parts += ["## Read every error against the trivial baselines", "", Path(baselines[0]).read_text(), ""]
     parts += ["## Figures", ""]
     for path in args.figures:
         if path.endswith(".png"):
@@ -166,7 +169,7 @@ def _summary(args) -> None:
             parts += [f"### {Path(path).stem}", "", f"![{Path(path).stem}]({rel})", ""]
     parts += ["## Tables", ""]
     for path in args.tables:
-        if path.endswith(".md"):
+        if path.endswith(".md") and path not in baselines:
             parts += [f"### {Path(path).stem}", "", Path(path).read_text(), ""]
     if details:
         parts += ["## The claims in detail", "", details]

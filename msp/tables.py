@@ -442,7 +442,11 @@ def make_tables(runs: dict[str, pd.DataFrame], reference: pd.DataFrame, labels: 
     summary = summarize(runs)
     written = []
     if "prediction" in runs:
-        written += write_table("prediction", prediction_table(summary, reference, labels), out_dir)
+        table = prediction_table(summary, reference, labels)
+        written += write_table("prediction", table, out_dir)
+        # the same reading on its own, for the top of report.md
+        written.append(Path(out_dir) / "baselines.md")
+        io.write_text(written[-1], baseline_notes(table) or "No trivial baselines in these results.\n")
         written += write_table("prediction_horizons", horizons_table(summary, reference, labels, "prediction"),
                                out_dir)
     if "equivariance" in runs:

@@ -282,6 +282,15 @@ def test_baselines_in_tables_and_figures_but_not_in_claims(tmp_path):
             "the authors' published MSP, Neural trans.") in md
     assert ("- mnist, T_p = 18: mean training frame 9.00; below it: ours **none of 3**, "
             "the authors' published **none of 3**") in md
+    assert md.endswith((out / "baselines.md").read_text())  # also on its own, for the top of report.md
+    report = tmp_path / "report.md"
+    claims_md = tmp_path / "claims_for_summary.md"
+    claims_md.write_text("# claims\n")
+    assert run("report", "summary", "--claims", claims_md, "--tables", out / "prediction.md", out / "baselines.md",
+               "--out", report) == 0
+    text = report.read_text()
+    assert text.index("## Read every error against the trivial baselines") < text.index("### prediction")
+    assert text.count("**none of 3**") == 2 * 2  # (ours, theirs) at the top and under the prediction table
 
     # the mean frame beats MSP at T_p = 18 (9 < 2 * (2 + 9)), yet claim 2 compares models only
     out_csv = tmp_path / "claims.csv"
