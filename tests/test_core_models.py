@@ -5,23 +5,10 @@ import torch
 
 from msp.models import MODELS, build_model, count_parameters
 from msp.networks import sinusoidal_embedding_2d, standardize_weight
+from toys import small_config
 
 # (image_shape, n_blocks) of the paper's datasets (docs/method.md, 'Training')
 IMAGE_SIZES = {"mnist": ((3, 32, 32), 3), "3dshapes": ((3, 64, 64), 3), "smallNORB": ((1, 96, 96), 4)}
-SMALL = dict(k=0.25, dim_m=8, dim_a=4)
-
-
-def small_config(name, n_blocks):
-    cfg = {"name": name, "n_blocks": n_blocks, **SMALL}
-    if name == "holstsq":
-        cfg.update(T_cond=5, T_pred=2)
-    if name == "lstsq_multi":
-        cfg["K"] = 2
-    if name == "neuralM_latentpred":
-        cfg.update(loss_reconst_coeff=0.1, loss_latent_coeff=0.01)
-    if name == "simclr":
-        cfg.update(dim_mlp=16, dim_head=8)
-    return cfg
 
 
 @pytest.mark.parametrize("dataset", sorted(IMAGE_SIZES))

@@ -8,8 +8,7 @@ from torch.overrides import TorchFunctionMode
 from msp import dynamics
 from msp.models import MODELS, build_model
 from msp.train import NonFiniteLossError, train
-from test_core_models import small_config
-from toys import RotatingBlobs
+from toys import RotatingBlobs, small_config
 
 # every model whose prediction goes through a transition matrix M (neural_trans rolls out
 # with its predictor network, which may run bf16 like every network; contrastive: no roll-out)
@@ -107,7 +106,7 @@ def test_singular_systems_are_recorded_per_sequence():
 
 
 def test_training_reports_the_step_and_sequences_of_a_singular_solve(tmp_path, monkeypatch):
-    from test_core_train import toy_config
+    from toys import toy_config
 
     encode, calls = MODELS["lstsq"].encode, []
 

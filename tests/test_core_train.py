@@ -8,16 +8,7 @@ import yaml
 
 from msp.checkpoint import checkpoint_paths, load_checkpoint
 from msp.train import NonFiniteLossError, train
-from toys import FailingAfter, NaNAfter, RotatingBlobs
-
-
-def toy_config(iterations=12, **train_overrides):
-    return {
-        "dataset": {"name": "mnist", "source": "embedded"},
-        "model": {"name": "lstsq", "k": 0.25, "dim_m": 16, "dim_a": 4, "n_blocks": 2},
-        "train": {"iterations": iterations, "batch_size": 8, "lr": 1e-3, "lr_decay_iter": iterations // 2,
-                  "checkpoint_every": 4, "log_every": 2, "seed": 3, "device": "cpu", **train_overrides},
-    }
+from toys import FailingAfter, NaNAfter, RotatingBlobs, toy_config
 
 
 def final_weights(path):

@@ -115,7 +115,7 @@ def test_rerun_of_a_finished_run_changes_nothing(reference_run):
 
 
 def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
-    from test_core_train import toy_config
+    from toys import toy_config
 
     cfg = toy_config(iterations=12)
     real_save, calls = torch.save, []
@@ -146,7 +146,7 @@ def test_killed_snakemake_continues_without_retraining_finished_runs(tmp_path):
     Deterministic: the first run (prioritized, so it runs first on one core) is short; the
     second is too long to ever finish before the kill, which waits on files and the process,
     never on elapsed time. The rerun shortens the second run (iterations may change on resume)."""
-    from test_workflow_demo import snakemake, tiny_demo
+    from workflow_helpers import snakemake, tiny_demo
 
     config = tiny_demo(tmp_path)
     cfg = yaml.safe_load(config.read_text())

@@ -9,29 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from msp import eval_protocols, evaluate
-from msp.cli import main as msp_main
-from test_eval_protocols import FakeModel, FakeSequences
-
-
-def run_msp(argv):
-    with pytest.raises(SystemExit) as done:
-        msp_main(argv)
-    assert done.value.code == 0
-
-
-@pytest.fixture
-def fake_world(monkeypatch):
-    seen = []
-
-    def make_generator(config, *, split, T, seed, device, root=None, source=None, **options):
-        seen.append(dict(split=split, T=T, seed=seed, root=root, **options))
-        return FakeSequences(T=T, seed=seed, **options)
-
-    config = {"dataset": {"name": "mnist", "root": "data", "source": "embedded", "options": {}}}
-    monkeypatch.setattr(evaluate, "load_checkpoint", lambda path, device: (FakeModel(), config))
-    monkeypatch.setattr(eval_protocols, "make_generator", make_generator)
-    return seen
+from fake_world import run_msp
 
 
 def test_cli_defaults_follow_the_protocols(tmp_path, fake_world):

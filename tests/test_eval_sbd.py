@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from msp import sbd
-from test_eval_protocols import FakeModel, FakeSequences
+from fake_world import FakeModel, FakeSequences
 
 TRUE_BLOCKS = [[0, 1], [2, 3], [4]]
 

@@ -130,3 +130,11 @@ def test_a_job_runs_the_workflows_own_msp_without_an_installed_one(tmp_path):
     assert (work / "data/raw/embedded/mnist/manifest.json").is_file()
     jobs = [line.split(" ", 1)[1] for line in log.read_text().splitlines() if line.startswith("-m ")]
     assert jobs and all(path == str(workflow / "msp" / "__init__.py") for path in jobs), log.read_text()
+
+
+def test_test_files_never_import_each_other():
+    """Shared fixtures live in tests/conftest.py, shared helpers in plain modules (toys.py, ...)."""
+    offenders = [f"{path.name}: {line.strip()}" for path in sorted((ROOT / "tests").glob("*.py"))
+                 for line in path.read_text().splitlines()
+                 if re.match(r"\s*(from|import) test_\w+", line)]
+    assert not offenders, offenders

@@ -24,7 +24,7 @@ from msp.data import sources
 from msp.data.prepare import load_prepared, prepare
 from msp.data.readers import DataError, load_torch_object
 from msp.data.sources import DownloadTimeout, download, raw_dir
-from test_data_sources import make_tar, run_cli, synthetic_mnist_files, torch_bytes
+from data_files import make_tar, run_cli, synthetic_mnist_files, torch_bytes
 
 REPO = Path(__file__).resolve().parents[1]
 STALL_LIMIT = 20.0  # every stalling handler gives up after this many seconds

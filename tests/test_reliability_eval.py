@@ -11,8 +11,7 @@ from msp import eval_protocols as ep
 from msp import evaluate
 from msp.tables import gather_runs
 from msp.train import train
-from test_core_train import toy_config
-from toys import RotatingBlobs
+from toys import RotatingBlobs, toy_config
 
 
 def parse(*argv):

@@ -19,8 +19,7 @@ from msp import checkpoint
 from msp.checkpoint import UnsafeCheckpointError, checkpoint_paths, load_checkpoint
 from msp.runlock import RunLockedError, run_lock
 from msp.train import _truncate_metrics, train
-from test_core_train import toy_config
-from toys import RotatingBlobs
+from toys import RotatingBlobs, toy_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -208,7 +207,7 @@ def test_import_authors_never_overwrites_a_model_without_force(tmp_path):
     import argparse
 
     from msp import authors_checkpoint
-    from test_authors_checkpoint import make_pair
+    from authors_like import make_pair
 
     _, _, ref = make_pair("neural_trans")
     snapshot = tmp_path / "snapshot_model_iter_300"

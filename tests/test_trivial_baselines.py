@@ -8,8 +8,7 @@ import torch
 
 from msp import eval_protocols as ep
 from msp import tables, trivial_baselines
-from test_eval_cli import fake_world, run_msp  # noqa: F401 (fixture)
-from test_eval_protocols import FakeSequences
+from fake_world import FakeSequences, run_msp
 
 
 class RampSequences:

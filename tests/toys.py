@@ -1,4 +1,5 @@
-"""Small planted-dynamics sequence sources for the core tests (no dataset needed)."""
+"""Shared test helpers: small planted-dynamics sequence sources (no dataset needed) and
+tiny run and model configs."""
 
 import math
 
@@ -77,3 +78,28 @@ class NaNAfter(FailingAfter):
         self.calls += 1
         xs = self.source.sample(batch_size)
         return xs * float("nan") if self.calls >= self.n_calls else xs
+
+
+def toy_config(iterations=12, **train_overrides):
+    return {
+        "dataset": {"name": "mnist", "source": "embedded"},
+        "model": {"name": "lstsq", "k": 0.25, "dim_m": 16, "dim_a": 4, "n_blocks": 2},
+        "train": {"iterations": iterations, "batch_size": 8, "lr": 1e-3, "lr_decay_iter": iterations // 2,
+                  "checkpoint_every": 4, "log_every": 2, "seed": 3, "device": "cpu", **train_overrides},
+    }
+
+
+SMALL = dict(k=0.25, dim_m=8, dim_a=4)
+
+
+def small_config(name, n_blocks):
+    cfg = {"name": name, "n_blocks": n_blocks, **SMALL}
+    if name == "holstsq":
+        cfg.update(T_cond=5, T_pred=2)
+    if name == "lstsq_multi":
+        cfg["K"] = 2
+    if name == "neuralM_latentpred":
+        cfg.update(loss_reconst_coeff=0.1, loss_latent_coeff=0.01)
+    if name == "simclr":
+        cfg.update(dim_mlp=16, dim_head=8)
+    return cfg
