@@ -146,8 +146,12 @@ def all_figures():
 def table_files():
     kinds = [k for k in ("prediction", "equivariance", "sbd") if datasets_with(k)]
     kinds += [f"{k}_horizons" for k in ("prediction", "equivariance") if k in kinds]
-    files = [f"{RESULTS}/tables/{k}.{ext}" for k in kinds for ext in ("csv", "md", "tex")]
-    if "prediction" in kinds:  # which models beat the trivial baselines (msp.tables.baseline_notes)
+    files = [
+        f"{RESULTS}/tables/{k}.{ext}" for k in kinds for ext in ("csv", "md", "tex")
+    ]
+    if (
+        "prediction" in kinds
+    ):  # which models beat the trivial baselines (msp.tables.baseline_notes)
         files.append(f"{RESULTS}/tables/baselines.md")
     return files
 
