@@ -197,3 +197,22 @@ def test_msp_sbd_cli_on_an_ill_conditioned_planted_family(tmp_path):
     with pytest.raises(SystemExit) as done:
         msp_main(["sbd", "--matrices", str(path), "--key", "nope", "--out", str(tmp_path / "bad")])
     assert done.value.code == 1 and not (tmp_path / "bad").exists()
+
+
+def test_msp_sbd_hand_picked_blocks_and_bad_flags(tmp_path, capsys):
+    """--blocks overrides the blocks found (and is reported as not finest when it merges);
+    malformed --blocks / --factor stop with the flag named."""
+    fam = planted_family(n_all=400, n_factor=40, cond=10.0, seed=8)
+    path = tmp_path / "family.npz"
+    np.savez(path, M=fam["M"], a=fam["factors"][0])
+    merged = json.dumps([list(range(4))] + [[i] for i in range(4, 16)])
+    with pytest.raises(SystemExit) as done:
+        msp_main(["sbd", "--matrices", str(path), "--key", "M", "--blocks", merged, "--out", str(tmp_path / "out")])
+    assert done.value.code == 0
+    info = json.loads((tmp_path / "out" / "sbd.json").read_text())
+    assert info["hand_picked"] and info["block_sizes"] == [4] + [1] * 12 and not info["finest"]
+    for flags, message in [(["--blocks", "[[0,1],"], "--blocks: not JSON"), (["--blocks", "[0, 1]"], "--blocks: expected"),
+                           (["--factor", "rotation"], "expected NAME=KEY")]:
+        with pytest.raises(SystemExit) as done:
+            msp_main(["sbd", "--matrices", str(path), "--key", "M", "--out", str(tmp_path / "x"), *flags])
+        assert done.value.code == 2 and message in capsys.readouterr().err
