@@ -98,7 +98,10 @@ def device_info(device: torch.device, cpu_peak_size: int) -> dict:
     else:
         fp32, fp32_shape = measure_cpu_matmul_peak(cpu_peak_size)
         bf16, bf16_shape = measure_cpu_matmul_peak(cpu_peak_size, dtype=torch.bfloat16)
-        info.update(name=f"CPU ({info['cpu']}, {info['threads']} threads)",
+        from msp.performance import cpu_has_native_bf16
+
+        native = "native bf16" if cpu_has_native_bf16() else "no native bf16: keep amp off"
+        info.update(name=f"CPU ({info['cpu']}, {info['threads']} threads, {native})",
                     peak_tflops={"matched": None, "fp32": fp32, "tf32": None, "bf16": bf16,
                                  "source": f"measured: best of {len(cpu_gemm_shapes(cpu_peak_size))} GEMM shapes "
                                            f"(fp32 best at {fp32_shape}, bf16 at {bf16_shape})"})

@@ -22,6 +22,17 @@ def _on(setting, device: torch.device, faithful: bool) -> bool:
     return bool(setting) and setting != "off"
 
 
+def cpu_has_native_bf16() -> bool:
+    """True when this CPU computes bf16 in hardware (x86 AVX512-BF16 or AMX tiles). Elsewhere
+    bf16 autocast is emulated and usually slower than float32, so `train.speed.amp: bf16` on
+    the CPU only pays off where this is True (README, "Speed, memory and determinism")."""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private torch.cpu probes
+    try:
+        return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+    except RuntimeError:  # a torch build without cpuinfo
+        return False
+
+
 def apply_speed_settings(model: torch.nn.Module, train_cfg: dict, device: torch.device):
     """Configure `model` in place; returns (autocast context factory, Adam keyword arguments)."""
     faithful = train_cfg.get("faithful", False)
@@ -46,6 +57,9 @@ def apply_speed_settings(model: torch.nn.Module, train_cfg: dict, device: torch.
             warnings.warn(f"torch.compile unavailable ({err}); training uncompiled")
     amp = train_cfg.get("amp", "auto")
     use_bf16 = amp == "bf16" or (amp == "auto" and device.type == "cuda" and not faithful)
+    if use_bf16 and device.type == "cpu" and not cpu_has_native_bf16():
+        warnings.warn("train.speed.amp: bf16 on a CPU without native bf16 (AVX512-BF16/AMX): bf16 is "
+                      "emulated and usually slower than float32; set amp: \"off\"")
 
     def autocast():
         if use_bf16:

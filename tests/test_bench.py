@@ -69,3 +69,27 @@ def test_a_peak_the_step_beats_is_no_peak():
 def test_cpu_peak_times_square_and_convolution_like_gemms():
     shapes = cpu_gemm_shapes(2048)
     assert (2048, 2048, 2048) in shapes and any(m > 4 * c for m, _, c in shapes)  # tall-skinny im2col products
+
+
+def test_cpu_bf16_detection_and_warning(monkeypatch):
+    """amp: bf16 on a CPU without native bf16 warns (emulated bf16 is slower than float32);
+    with native bf16 it is silent. The detection itself answers a plain bool."""
+    import warnings
+
+    import torch
+
+    from msp import performance
+    from msp.seqae import SeqAE, SeqAEConfig
+
+    assert isinstance(performance.cpu_has_native_bf16(), bool)
+    model = SeqAE(SeqAEConfig(dim_m=2, dim_a=2, k=0.125, n_blocks=1, bottom_width=16), (1, 32, 32))
+    cfg = {"amp": "bf16", "channels_last": "off"}
+    monkeypatch.setattr(performance, "cpu_has_native_bf16", lambda: False)
+    with pytest.warns(UserWarning, match="without native bf16"):
+        autocast, _ = performance.apply_speed_settings(model, cfg, torch.device("cpu"))
+    with autocast():  # still bf16 when asked: the warning advises, it does not override
+        assert torch.get_autocast_dtype("cpu") == torch.bfloat16 and torch.is_autocast_enabled("cpu")
+    monkeypatch.setattr(performance, "cpu_has_native_bf16", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        performance.apply_speed_settings(model, cfg, torch.device("cpu"))
