@@ -86,6 +86,19 @@ def test_demo_covers_every_family_and_model():
         assert runs.evaluated_runs(demo, kind), kind
 
 
+
+def test_cpu_config_has_the_models_of_claims_1_to_4():
+    """configs/cpu.yaml (README, "CPU reproduction"): Sequential MNIST with the paper's five
+    models and generator settings, first and second order on accelerated MNIST, one seed."""
+    cpu = load("cpu.yaml")
+    runs.check_config(cpu)
+    assert {r.model for r in runs.runs(cpu) if r.dataset == "mnist"} == {"lstsq", "lstsq_multi", "lstsq_rec",
+                                                                         "neuralM", "neural_trans"}
+    assert {r.model for r in runs.runs(cpu) if r.dataset == "mnist_accl"} == {"lstsq", "holstsq"}
+    assert cpu["datasets"]["mnist"]["options"] == {} and cpu["train"]["device"] == "cpu"
+    assert len(cpu["seeds"]) == 1 and cpu["results"] not in ("results", "results/demo")
+    assert {r.model for r in runs.evaluated_runs(cpu, "equivariance", "mnist")} >= {"lstsq", "neuralM", "lstsq_rec"}
+
 def _mutations():
     def unknown_key(c):
         c["datasets"]["mnist"]["iteratons"] = 10
