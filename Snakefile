@@ -32,3 +32,4 @@ rule all:
         rules.claims.output,
         all_figures(),
         rules.summary.output,
+        run_outputs(),

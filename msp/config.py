@@ -6,6 +6,7 @@ explicit configuration it was trained with.
 """
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,8 +58,45 @@ class TrainConfig:
         for name, allowed in (("amp", ("auto", "bf16", "off")), ("channels_last", ("auto", "on", "off"))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"train.{name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
-        if self.lr <= 0:
-            raise ValueError(f"train.lr must be > 0, got {self.lr}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):  # NaN compares False with everything
+            raise ValueError(f"train.lr must be a finite number > 0, got {self.lr}")
+
+
+# A run's identity is what changes its results; execution details say where and how it runs.
+# Only the identity goes into RUN/run.yaml and into Snakemake's params (rules/train.smk), so
+# moving the data, changing the device or the logging cadence never retrains a finished run;
+# the execution details reach `msp train` as --set flags and may change on resume.
+EXECUTION_KEYS = {
+    "dataset": ("root",),
+    "train": ("checkpoint_every", "keep_checkpoints", "log_every", "device", "faithful", "amp",
+              "channels_last", "compile", "deterministic"),
+}
+
+
+def split_run_config(cfg: dict) -> tuple[dict, dict]:
+    """A run config -> (identity: the same config without the execution keys,
+    execution: {"section.key": value} of those present)."""
+    identity = {section: dict(values or {}) for section, values in cfg.items()}
+    execution = {}
+    for section, keys in EXECUTION_KEYS.items():
+        for key in keys:
+            if key in identity.get(section, {}):
+                execution[f"{section}.{key}"] = identity[section].pop(key)
+    return identity, execution
+
+
+def apply_execution(cfg: dict, settings: list[str]) -> dict:
+    """Apply `section.key=value` execution settings (value read as YAML) to a run config;
+    anything that would change the experiment is refused."""
+    allowed = [f"{s}.{k}" for s, keys in EXECUTION_KEYS.items() for k in keys]
+    for setting in settings:
+        name, sep, text = setting.partition("=")
+        if not sep or name not in allowed:
+            raise ValueError(f"--set {setting!r}: only execution details may be set this way "
+                             f"(NAME=VALUE with NAME in {allowed}); the experiment itself is the run config")
+        section, key = name.split(".")
+        cfg.setdefault(section, {})[key] = yaml.safe_load(text)
+    return cfg
 
 
 def normalize_run_config(cfg: dict) -> dict:

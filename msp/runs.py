@@ -9,6 +9,9 @@ Everything here is pure Python on plain dicts so that Snakemake can call it whil
 the workflow, before any job runs.
 """
 
+import contextlib
+import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,10 +144,55 @@ def run_config(config: dict, dataset: str, model: str, seed: int) -> dict:
 
 
 def run_config_yaml(config: dict, dataset: str, model: str, seed: int) -> str:
-    return yaml.safe_dump(run_config(config, dataset, model, int(seed)), sort_keys=False)
+    """RUN/run.yaml: the run's identity only (msp.config.EXECUTION_KEYS are left out), so
+    that only a change of the experiment makes Snakemake rewrite it and retrain."""
+    from msp.config import split_run_config
+
+    identity, _ = split_run_config(run_config(config, dataset, model, int(seed)))
+    return yaml.safe_dump(identity, sort_keys=False)
 
 
-def check_config(config: dict) -> None:
+def changed_finished_runs(config: dict) -> list[str]:
+    """Finished runs (RUN/model.pt exists) whose run.yaml differs from the experiment the
+    config now asks for, one line each naming the keys. Retraining them would replace a
+    finished model (Snakemake deletes outputs before it reruns a job, protected() or not
+    when it runs as root); the workflow stops before any job instead."""
+    from pathlib import Path
+
+    from msp.config import split_run_config
+
+    lines = []
+    for run in runs(config):
+        path = Path(run.dir) / "run.yaml"
+        if not (Path(run.dir) / "model.pt").exists() or not path.is_file():
+            continue
+        try:
+            old = split_run_config(yaml.safe_load(path.read_text()) or {})[0]
+        except (yaml.YAMLError, AttributeError, TypeError):
+            continue  # unreadable: Snakemake rewrites it, and msp train checks its checkpoints
+        new = split_run_config(run_config(config, run.dataset, run.model, run.seed))[0]
+        diff = [f"{section}.{key}: {old.get(section, {}).get(key)!r} -> {new[section].get(key)!r}"
+                for section in new for key in sorted(set(old.get(section, {})) | set(new[section]))
+                if old.get(section, {}).get(key) != new[section].get(key)]
+        if diff:
+            lines.append(f"{run.dir} ({'; '.join(diff)})")
+    return lines
+
+
+def execution_flags(config: dict) -> str:
+    """`--set section.key=value ...` of msp train: the execution details of every run
+    (the same for all runs of a workflow config), quoted for the shell."""
+    import shlex
+
+    from msp.config import split_run_config
+
+    first = runs(config)[0]
+    _, execution = split_run_config(run_config(config, first.dataset, first.model, first.seed))
+    execution["train.checkpoint_every"] = int(config["train"]["checkpoint_every"])
+    return " ".join(f"--set {shlex.quote(f'{name}={json.dumps(value)}')}" for name, value in execution.items())
+
+
+def check_config(config: dict, dry_build: bool = True) -> None:
     """Checks beyond the JSON schema. Raises ValueError naming the key and the fix."""
     if len(set(config["seeds"])) != len(config["seeds"]):
         raise ValueError(f"config key 'seeds': seeds must be distinct, got {config['seeds']}")
@@ -166,14 +214,16 @@ def check_config(config: dict) -> None:
         if config["data"]["source"] not in registry.dataset(dataset).sources:
             raise ValueError(f"config key 'data.source' is {config['data']['source']!r} but dataset {dataset} comes "
                              f"only from {list(registry.dataset(dataset).sources)}: change data.source or drop the dataset")
-    check_model_fields(config)
+    check_model_fields(config, dry_build)
 
 
-def check_model_fields(config: dict) -> None:
+def check_model_fields(config: dict, dry_build: bool = True) -> None:
     """Validate each distinct run config with the core's own checks (msp.config) so that a
-    misspelled network or model option stops the workflow at parse time, not in a job."""
+    misspelled network or model option stops the workflow at parse time, not in a job; then
+    (dry_build) what a job would reject: see check_runnable."""
     from msp.config import normalize_run_config  # imports torch: only when the workflow starts
 
+    check_finite_numbers(config)
     seen = set()
     for run in runs(config):
         if (run.dataset, run.model) in seen:
@@ -185,12 +235,86 @@ def check_model_fields(config: dict) -> None:
             raise ValueError(f"model {run.model!r} has no transition matrix, so {wrong} do not apply: remove them from "
                              f"'models.{run.model}.evaluations' (or the dataset's override); it allows {list(applicable)}")
         try:
-            normalize_run_config(run_config(config, run.dataset, run.model, run.seed))
+            cfg = normalize_run_config(run_config(config, run.dataset, run.model, run.seed))
         except (ValueError, TypeError) as err:
             raise ValueError(
                 f"dataset {run.dataset!r}, model {run.model!r}: {err} (set in 'datasets.{run.dataset}.network', "
                 f"'models.{run.model}.options' or 'datasets.{run.dataset}.models.{run.model}.options')"
             ) from None
+        if dry_build:
+            try:
+                check_runnable(cfg, evaluations(config, run.dataset, run.model))
+            except (ValueError, TypeError) as err:
+                raise ValueError(
+                    f"dataset {run.dataset!r}, model {run.model!r}: {err} (set in 'models.{run.model}', "
+                    f"'datasets.{run.dataset}.network' or 'datasets.{run.dataset}.models.{run.model}')"
+                ) from None
+
+
+# Evaluation -> the model capability it needs (msp.seqae.SeqAE flags; msp.evaluate).
+EVALUATION_NEEDS = {"prediction": "has_decoder", "samples": "has_decoder",
+                    "equivariance": "has_transition", "sbd": "has_transition"}
+IMAGE_SHAPES = {"mnist": (3, 32, 32), "mnist_bg": (3, 32, 32), "mnist_bg_full": (3, 32, 32),
+                "mnist_accl": (3, 32, 32), "3dshapes": (3, 64, 64), "smallNORB": (1, 96, 96)}
+MAX_T = {"3dshapes": 8, "smallNORB": 6}  # longest sequences of the factor grids (msp.data)
+
+
+def check_runnable(cfg: dict, evaluations_wanted) -> None:
+    """What a training or evaluation job would reject, found before any job runs: the
+    sequence length the dataset can make, a predictive model with nothing to predict, the
+    evaluations the model cannot do, and a model that cannot be built or run at these
+    widths on this dataset's images (one training step's loss followed with fake tensors).
+    Raises ValueError naming the problem."""
+    import torch
+
+    from msp.models import build_model
+
+    d, m, t = cfg["dataset"], cfg["model"], cfg["train"]
+    T = m["T_cond"] + m["T_pred"]
+    if d["name"] in MAX_T and T > MAX_T[d["name"]]:
+        raise ValueError(f"T_cond + T_pred = {T} frames, but {d['name']} sequences have at most "
+                         f"{MAX_T[d['name']]}")
+    if m.get("predictive", True) and m["T_pred"] < 1 and m["name"] not in ("simclr", "cpc"):
+        raise ValueError(f"T_pred = {m['T_pred']}: model {m['name']} learns by predicting frames and needs "
+                         "T_pred >= 1 (only lstsq_rec trains without predicted frames)")
+    shape = IMAGE_SHAPES[d["name"]]
+    try:  # fake tensors: shapes and dtypes are followed, nothing is computed or allocated
+        from torch._subclasses.fake_tensor import FakeTensorMode
+    except ImportError:  # a torch without it: the capability checks still run
+        FakeTensorMode = contextlib.nullcontext
+    try:
+        with FakeTensorMode(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "zero-element tensors": reported below
+            model = build_model(m, shape)
+            for evaluation in evaluations_wanted:
+                need = EVALUATION_NEEDS.get(evaluation)
+                if need and not getattr(model, need, False):
+                    raise ValueError(f"evaluation {evaluation!r} needs a model with "
+                                     f"{'a decoder' if need == 'has_decoder' else 'a transition M'}; "
+                                     f"{m['name']} has none: remove it from its 'evaluations'")
+            if any(p.numel() == 0 for p in model.parameters()):
+                raise ValueError("a layer of width 0: the widths (k, dim_m, dim_a, ...) are too small")
+            if FakeTensorMode is not contextlib.nullcontext:
+                with torch.no_grad():
+                    model.loss(torch.empty(2, T, *shape), reconst=t["reconst_iter"] > 0)
+    except (ValueError, TypeError):
+        raise
+    except Exception as err:  # a shape mismatch, a zero width, ...: what the job would hit
+        raise ValueError(f"the model cannot run on {d['name']} images {shape} with these settings "
+                         f"({type(err).__name__}: {err})") from None
+
+
+def check_finite_numbers(config: dict, path: str = "") -> None:
+    """NaN or infinity anywhere in the workflow config (YAML's .nan / .inf pass the schema's
+    minimum checks, since NaN compares False with everything)."""
+    import math
+
+    items = config.items() if isinstance(config, dict) else enumerate(config) if isinstance(config, list) else ()
+    for key, value in items:
+        where = f"{path}.{key}" if path else str(key)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"config key '{where}' is {value}; it must be a finite number")
+        check_finite_numbers(value, where)
 
 
 def describe_schema_errors(config: dict, schema: dict) -> str:
@@ -216,6 +340,8 @@ def describe_schema_errors(config: dict, schema: dict) -> str:
                 hint = (" (snakemake --config passes nested values as text: put the change in a YAML file "
                         "and run with --configfile configs/config.yaml YOUR.yaml)")
             lines.append(f"{key}: expected {err.validator_value}, got {err.instance!r}{hint}")
+        elif err.validator == "pattern":
+            lines.append(f"{key}: {err.instance!r} is not allowed here: {err.schema.get('description', err.message)}")
         elif err.validator == "required":
             lines.append(f"{key}: {err.message} (add it; see configs/config.yaml for an example)")
         else:

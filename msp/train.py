@@ -18,7 +18,7 @@ from tqdm import tqdm
 from msp import io, registry
 from msp.checkpoint import (checkpoint_paths, load_latest_checkpoint, periodic_path, prune_checkpoints,
                             save_checkpoint)
-from msp.config import load_run_config, normalize_run_config
+from msp.config import EXECUTION_KEYS, apply_execution, load_run_config, normalize_run_config
 from msp.device import DEVICE_HELP, resolve_device
 from msp.dynamics import singular_sequences, watch_singular
 from msp.models import build_model
@@ -45,8 +45,7 @@ def build_training_sequences(cfg: dict, device: torch.device):
 
 # Keys that may change between a checkpoint and its resumption without changing the
 # experiment: how long and how often, and where and how fast it runs (e.g. resume on a GPU).
-RESUME_FREE_KEYS = {"iterations", "checkpoint_every", "log_every", "keep_checkpoints", "device",
-                    "faithful", "amp", "channels_last", "compile", "deterministic"}
+RESUME_FREE_KEYS = {"iterations", *EXECUTION_KEYS["train"]}
 
 
 def check_resumable(saved: dict, current: dict, out_dir: Path):
@@ -54,7 +53,8 @@ def check_resumable(saved: dict, current: dict, out_dir: Path):
     diff = []
     for section in ("dataset", "model", "train"):
         for key in sorted(set(saved.get(section, {})) | set(current[section])):
-            if section == "train" and key in RESUME_FREE_KEYS or key == "image_shape":
+            if section == "train" and key in RESUME_FREE_KEYS or key == "image_shape" \
+                    or key in EXECUTION_KEYS.get(section, ()):  # e.g. dataset.root: the data moved
                 continue
             if saved.get(section, {}).get(key) != current[section].get(key):
                 diff.append(f"{section}.{key}: {saved.get(section, {}).get(key)!r} -> {current[section].get(key)!r}")
@@ -245,10 +245,15 @@ def add_arguments(parser):
     parser.add_argument("--out", required=True, help="run directory: checkpoints, metrics.jsonl, model.pt")
     parser.add_argument("--device", help=f"override train.device: {DEVICE_HELP}")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="an execution detail (dataset.root, train.log_every, train.device, ...), "
+                             "never part of the experiment; repeatable")
 
 
 def main(args):
     cfg = load_run_config(args.config)
+    if args.set:
+        cfg = normalize_run_config(apply_execution(cfg, args.set))
     if args.device:
         cfg["train"]["device"] = args.device
     try:

@@ -36,9 +36,21 @@ except WorkflowError:
         + msp_runs.describe_schema_errors(config, schema)
     ) from None
 try:
-    msp_runs.check_config(config)
+    # the dry build of each model (msp.runs.check_runnable) once, not again in every cluster job
+    msp_runs.check_config(config, dry_build=not workflow.remote_exec)
 except ValueError as err:
     raise WorkflowError(f"invalid workflow config: {err}") from None
+
+# A finished model is never replaced by a changed experiment (rules/train.smk): say so
+# before any job runs, whoever runs Snakemake (protected() does not stop root).
+_changed = msp_runs.changed_finished_runs(config)
+if _changed:
+    raise WorkflowError(
+        "these finished runs were trained with another experiment than the config now asks for:\n  "
+        + "\n  ".join(_changed)
+        + f"\nA new experiment belongs in a new 'results' folder (now {config['results']!r}); to retrain "
+        "in place instead, delete those run folders (model.pt, checkpoints/) first."
+    )
 
 # Counted resources, defaulted here rather than in profiles/default (a workflow profile's
 # `resources` would override a cluster profile's): one Google Drive download at a time, and
@@ -55,6 +67,10 @@ DATASETS = list(config["datasets"])
 RUNS = msp_runs.runs(config)
 FAMILIES = sorted({msp_registry.dataset(d).family for d in DATASETS})
 TRAIN_RES = config["train"]["resources"]
+# Execution details, used in shell commands as globals rather than params so that changing
+# them never reruns a job (rules/train.smk, "Experiment vs execution").
+TRAIN_EXECUTION = msp_runs.execution_flags(config)
+DATA_ROOT_ARG = shlex.quote(DATA_ROOT)
 EVAL_RES = config["evaluation"]["resources"]
 
 
@@ -80,6 +96,14 @@ def prepared_marker(dataset):
     return f"{DATA_ROOT}/prepared/{SOURCE}/{family}/prepared.json"
 
 
+def data_used(dataset):
+    """RESULTS/data_used/SOURCE/FAMILY.json, a copy of the prepared.json the runs use. Jobs
+    depend on it rather than on DATA_ROOT/..., so that moving the data (a new data.root)
+    changes no job's set of input files and retrains nothing (rules/train.smk)."""
+    family = msp_runs.DATASET_FAMILY[dataset]
+    return f"{RESULTS}/data_used/{SOURCE}/{family}.json"
+
+
 def data_root_of(wildcards, output):
     """DATA_ROOT, read back from ROOT/{raw,prepared}/SOURCE/FAMILY/marker.json."""
     return os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(output[0]))))
@@ -98,6 +122,18 @@ def eval_file(run, kind):
         "samples": "samples.npz",
     }[kind]
     return f"{run.dir}/eval/{name}"
+
+
+def run_outputs():
+    """Every run's model.pt and evaluation files. Named as targets of `all` so that one that
+    was deleted is rebuilt together with everything made from it: Snakemake otherwise treats
+    a deleted intermediate as not needed and keeps the tables built from it."""
+    files = [f"{run.dir}/model.pt" for run in RUNS]
+    return files + [
+        f
+        for kind in ("prediction", "equivariance", "sbd", "samples")
+        for f in eval_files(kind)
+    ]
 
 
 def eval_files(kind, dataset=None):

@@ -39,3 +39,19 @@ rule prepare:
     shell:
         "python -m msp data prepare --dataset {wildcards.family} --root {params.root:q}"
         " --source {params.source} > {log} 2>&1"
+
+
+# What the runs depend on (rules/common.smk, data_used): a copy of prepared.json under RESULTS,
+# so that a new data.root (the data moved) changes no training or evaluation job's inputs.
+rule data_used:
+    input:
+        ancient(rules.prepare.output),
+    output:
+        f"{RESULTS}/data_used/{SOURCE}/{{family}}.json",
+    log:
+        f"{RESULTS}/logs/data/{{family}}_data_used.log",
+    localrule: True
+    conda:
+        "../envs/msp.yaml"
+    shell:
+        "cp {input:q} {output:q} 2> {log:q}"

@@ -8,7 +8,7 @@
 rule evaluate_prediction:
     input:
         model=f"{RUN}/model.pt",
-        data=lambda w: prepared_marker(w.dataset),
+        data=lambda w: ancient(data_used(w.dataset)),
     output:
         f"{RUN}/eval/prediction.csv",
     log:
@@ -28,7 +28,7 @@ rule evaluate_prediction:
         flags=eval_flags("prediction"),
     shell:
         "OMP_NUM_THREADS={threads} python -m msp evaluate {params.action} --checkpoint {input.model}"
-        " --expect-run {wildcards.dataset}/{wildcards.model}/seed{wildcards.seed}"
+        " --expect-run {wildcards.dataset}/{wildcards.model}/seed{wildcards.seed} --root {DATA_ROOT_ARG}"
         " --out {params.out:q} {params.flags:q} > {log} 2>&1"
 
 
@@ -74,7 +74,7 @@ use rule evaluate_prediction as evaluate_sbd with:
 # No training and no seed: RESULTS/DATASET/BASELINE/eval/KIND.csv, on the CPU (seconds).
 rule evaluate_baseline:
     input:
-        data=lambda w: prepared_marker(w.dataset),
+        data=lambda w: ancient(data_used(w.dataset)),
     output:
         f"{RESULTS}/{{dataset}}/{{baseline}}/eval/{{kind}}.csv",
     log:
@@ -88,11 +88,10 @@ rule evaluate_baseline:
     params:
         flags=lambda w: eval_flags(w.kind),
         options=dataset_options_arg,
-        root=DATA_ROOT,
         source=SOURCE,
     shell:
         "OMP_NUM_THREADS={threads} python -m msp evaluate {wildcards.kind} --baseline {wildcards.baseline}"
-        " --dataset {wildcards.dataset} --dataset-options {params.options:q} --root {params.root:q}"
+        " --dataset {wildcards.dataset} --dataset-options {params.options:q} --root {DATA_ROOT_ARG}"
         " --source {params.source} --out {output} {params.flags:q} --device cpu > {log} 2>&1"
 
 

@@ -2,6 +2,14 @@
 # Only DIR/model.pt (written last, atomically) is declared: DIR/checkpoints/ and
 # DIR/metrics.jsonl are left alone by Snakemake, so a killed or failed job resumes from its
 # newest checkpoint instead of restarting.
+# Experiment vs execution (msp.config.EXECUTION_KEYS): run.yaml and the params hold the run's
+# identity only; the execution details (data root, device, logging and checkpoint cadence,
+# speed switches) reach `msp train` as --set flags through the global TRAIN_EXECUTION, which
+# Snakemake does not track as params, so changing them never reruns a job. The data input is
+# the ancient() RESULTS/data_used/... copy of prepared.json (rules/data.smk): its path does not
+# depend on data.root, and its renewal does not propagate (msp train checks the arrays by
+# sha256 instead). model.pt is protected(): Snakemake stops with an error instead of deleting
+# a finished model when the experiment itself changed (delete it by hand to retrain).
 
 
 rule run_config:
@@ -21,9 +29,9 @@ rule run_config:
 rule train:
     input:
         config=rules.run_config.output,
-        data=lambda w: prepared_marker(w.dataset),
+        data=lambda w: ancient(data_used(w.dataset)),
     output:
-        f"{RUN}/model.pt",
+        protected(f"{RUN}/model.pt"),
     log:
         f"{RUN}/train.log",
     benchmark:
@@ -38,4 +46,5 @@ rule train:
     params:
         dir=parent_dir,
     shell:
-        "OMP_NUM_THREADS={threads} python -m msp train --config {input.config} --out {params.dir:q} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} python -m msp train --config {input.config} --out {params.dir:q}"
+        " {TRAIN_EXECUTION} > {log} 2>&1"

@@ -224,3 +224,43 @@ def test_import_authors_never_overwrites_a_model_without_force(tmp_path):
     assert trained.read_bytes() == b"days of training"
     assert authors_checkpoint.main(parser.parse_args(argv + ["--force"])) == 0
     assert load_checkpoint(trained)[1]["model"]["name"] == "neural_trans"
+
+
+def test_execution_details_change_on_resume_but_the_experiment_does_not(tmp_path):
+    from msp.config import apply_execution
+    from toys import FailingAfter
+
+    cfg = toy_config(iterations=12)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "run", sequences=FailingAfter(RotatingBlobs(seed=3), 7), progress=False)
+    moved = apply_execution(toy_config(iterations=12), ["dataset.root=elsewhere", "train.log_every=3",
+                                                        "train.device=cpu"])
+    train(moved, tmp_path / "run", sequences=RotatingBlobs(seed=3), progress=False)  # resumes: same experiment
+    with pytest.raises(ValueError, match=r"--set 'train.lr=0.1': only execution details"):
+        apply_execution(toy_config(), ["train.lr=0.1"])
+
+
+def test_run_yaml_holds_the_experiment_only():
+    from pathlib import Path as P
+
+    from msp import runs
+
+    paper = yaml_load(P(__file__).resolve().parents[1] / "configs/config.yaml")
+    identity = yaml_load_text(runs.run_config_yaml(paper, "mnist", "lstsq", 1))
+    assert "root" not in identity["dataset"] and identity["dataset"]["source"] == paper["data"]["source"]
+    assert not {"log_every", "device", "checkpoint_every", "faithful", "amp"} & set(identity["train"])
+    assert identity["train"]["lr"] == paper["train"]["lr"]
+    flags = runs.execution_flags(paper)
+    assert "--set 'dataset.root=" in flags and "train.log_every=" in flags
+
+
+def yaml_load(path):
+    import yaml
+
+    return yaml.safe_load(Path(path).read_text())
+
+
+def yaml_load_text(text):
+    import yaml
+
+    return yaml.safe_load(text)
