@@ -254,9 +254,6 @@ def check_model_fields(config: dict, dry_build: bool = True) -> None:
 # Evaluation -> the model capability it needs (msp.seqae.SeqAE flags; msp.evaluate).
 EVALUATION_NEEDS = {"prediction": "has_decoder", "samples": "has_decoder",
                     "equivariance": "has_transition", "sbd": "has_transition"}
-IMAGE_SHAPES = {"mnist": (3, 32, 32), "mnist_bg": (3, 32, 32), "mnist_bg_full": (3, 32, 32),
-                "mnist_accl": (3, 32, 32), "3dshapes": (3, 64, 64), "smallNORB": (1, 96, 96)}
-MAX_T = {"3dshapes": 8, "smallNORB": 6}  # longest sequences of the factor grids (msp.data)
 
 
 def check_runnable(cfg: dict, evaluations_wanted) -> None:
@@ -271,13 +268,14 @@ def check_runnable(cfg: dict, evaluations_wanted) -> None:
 
     d, m, t = cfg["dataset"], cfg["model"], cfg["train"]
     T = m["T_cond"] + m["T_pred"]
-    if d["name"] in MAX_T and T > MAX_T[d["name"]]:
-        raise ValueError(f"T_cond + T_pred = {T} frames, but {d['name']} sequences have at most "
-                         f"{MAX_T[d['name']]}")
+    spec = registry.dataset(d["name"])
+    max_T = spec.max_T or d.get("options", {}).get("max_T")
+    if max_T is not None and T > max_T:
+        raise ValueError(f"T_cond + T_pred = {T} frames, but {d['name']} sequences have at most {max_T}")
     if m.get("predictive", True) and m["T_pred"] < 1 and m["name"] not in ("simclr", "cpc"):
         raise ValueError(f"T_pred = {m['T_pred']}: model {m['name']} learns by predicting frames and needs "
                          "T_pred >= 1 (only lstsq_rec trains without predicted frames)")
-    shape = IMAGE_SHAPES[d["name"]]
+    shape = tuple(spec.image_shape)
     try:  # fake tensors: shapes and dtypes are followed, nothing is computed or allocated
         from torch._subclasses.fake_tensor import FakeTensorMode
     except ImportError:  # a torch without it: the capability checks still run

@@ -100,7 +100,7 @@ def data_used(dataset):
     """RESULTS/data_used/SOURCE/FAMILY.json, a copy of the prepared.json the runs use. Jobs
     depend on it rather than on DATA_ROOT/..., so that moving the data (a new data.root)
     changes no job's set of input files and retrains nothing (rules/train.smk)."""
-    family = msp_runs.DATASET_FAMILY[dataset]
+    family = msp_registry.dataset(dataset).family
     return f"{RESULTS}/data_used/{SOURCE}/{family}.json"
 
 

@@ -31,7 +31,7 @@ CASES = {
     "more frames than 3dshapes has": (lambda c: c["datasets"]["3dshapes"]["models"].update(holstsq={}),
                                       r"'3dshapes', model 'holstsq': T_cond \+ T_pred = 10 frames, but 3dshapes"),
     "sbd of a model without M": (lambda c: c["models"]["neural_trans"].update(evaluations=["prediction", "sbd"]),
-                                 r"evaluation 'sbd' needs a model with a transition M; neural_trans has none"),
+                                 r"model 'neural_trans' has no transition matrix, so \['sbd'\] do not apply"),
     "prediction of a model without decoder": (lambda c: with_simclr(c, ["prediction"]),
                                               r"evaluation 'prediction' needs a model with a decoder; simclr"),
     "image size the network cannot make": (lambda c: c["datasets"]["smallNORB"]["network"].update(bottom_width=5),
