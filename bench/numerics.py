@@ -90,7 +90,16 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("numerics"))
     parser.add_argument("--quick", action="store_true", help="tiny model, 30 steps: a smoke test")
+    parser.add_argument("--table-only", action="store_true", help="print the table of the runs already in --out")
     args = parser.parse_args(argv)
+    if args.table_only:
+        results = {}
+        for seed in args.seeds:
+            for amp in ("off", "bf16"):
+                saved = json.loads((args.out / f"seed{seed}_{amp}" / "numerics.json").read_text())
+                results[(seed, amp)] = {**saved["result"], "curve": [loss for _, loss in saved["loss_curve"]]}
+        print_table(results, args.seeds)
+        return
     if args.quick:
         args.iterations, args.eval_batches, args.seeds = 30, 1, args.seeds[:2]
     torch.set_num_threads(args.threads)
@@ -106,8 +115,8 @@ def main(argv=None):
             curve = loss_curve(run_dir)
             res["final_loss"] = float(np.mean([loss for _, loss in curve[-3:]]))  # last 3 log intervals
             res["seconds"] = seconds
-            results[(seed, amp)] = res
             (run_dir / "numerics.json").write_text(json.dumps({"result": res, "loss_curve": curve}))
+            results[(seed, amp)] = {**res, "curve": [loss for _, loss in curve]}
             print(f"seed {seed} {amp:>4}: " + " ".join(f"{k} {v:.4g}" for k, v in res.items()), flush=True)
 
     for name, values in trivial_baselines(run_config(args.seeds[0], "off", args.iterations, args.quick),
@@ -118,8 +127,9 @@ def main(argv=None):
 
 def print_table(results, seeds):
     keys = ["final_loss", "pred_T1", "pred_T5", "pred_last", "Lp_T1", "Lp_equiv_T1"]
-    print("\n| quantity | float32 mean ± std (seeds) | bf16 mean ± std | mean paired diff (bf16 - fp32) | inside spread |")
-    print("|---|---|---|---|---|")
+    print("\n| quantity | float32 mean ± std (seeds) | bf16 mean ± std | mean paired diff (bf16 - fp32) "
+          "| max paired abs diff | inside spread |")
+    print("|---|---|---|---|---|---|")
     verdicts = []
     for key in keys:
         fp = np.array([results[(s, "off")][key] for s in seeds])
@@ -129,7 +139,14 @@ def print_table(results, seeds):
         inside = bool(abs(diff) <= spread)
         verdicts.append(inside)
         print(f"| {key} | {fp.mean():.3f} ± {spread:.3f} | {bf.mean():.3f} ± {bf.std(ddof=1) if len(seeds) > 1 else float('nan'):.3f} "
-              f"| {diff:+.3f} | {'yes' if inside else 'NO'} |")
+              f"| {diff:+.3f} | {np.abs(bf - fp).max():.3f} | {'yes' if inside else 'NO'} |")
+    print("(std over seeds with ddof = 1)")
+    fp_curves = np.array([results[(s, "off")]["curve"] for s in seeds])  # (seeds, logged steps)
+    bf_curves = np.array([results[(s, "bf16")]["curve"] for s in seeds])
+    if len(seeds) > 1:
+        print(f"loss curves, averaged over the {fp_curves.shape[1]} logged steps: |mean paired diff| "
+              f"{np.abs((bf_curves - fp_curves).mean(axis=0)).mean():.3f}, float32 seed std "
+              f"{fp_curves.std(axis=0, ddof=1).mean():.3f}")
     t_fp = np.median([results[(s, "off")]["seconds"] for s in seeds])
     t_bf = np.median([results[(s, "bf16")]["seconds"] for s in seeds])
     print(f"\nmedian training seconds (disturbed by other jobs): float32 {t_fp:.0f}, bf16 {t_bf:.0f}")
