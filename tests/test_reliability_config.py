@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from msp import runs
-from test_workflow_dryrun import snakemake
+from workflow_helpers import snakemake
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = yaml.safe_load((ROOT / "configs/demo.yaml").read_text())
@@ -60,7 +60,7 @@ def test_results_path_with_a_space_stops_before_any_job(tmp_path):
     config["results"] = "my results"
     path = tmp_path / "spaced.yaml"
     path.write_text(yaml.safe_dump(config))
-    result = snakemake("-n", "--configfile", str(path), cwd=tmp_path)
+    result = snakemake(tmp_path, "-n", "--configfile", str(path))
     text = result.stdout + result.stderr
     assert result.returncode != 0
     assert "results: 'my results' is not allowed here" in text and "whitespace" in text, text[-3000:]

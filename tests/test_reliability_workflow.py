@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from test_workflow_demo import snakemake, tiny_demo
+from workflow_helpers import snakemake, tiny_demo
 
 pytestmark = pytest.mark.slow
 
