@@ -6,6 +6,7 @@ DIR/model.pt                      the final checkpoint, written last: the comple
 """
 
 import json
+import os
 import signal
 import sys
 import time
@@ -237,7 +238,20 @@ def _train(cfg: dict, out_dir: Path, sequences, progress) -> Path:
     final = make_checkpoint()
     final["final"] = True
     save_checkpoint(final, final_path)
+    keep_final_weights(final_path, periodic_path(out_dir, step))
     return final_path
+
+
+def keep_final_weights(final_path: Path, checkpoint: Path) -> None:
+    """Also list the final checkpoint among the periodic ones (a hard link: no extra disk), so
+    that if model.pt is deleted (by hand, or by a scheduler that reruns the job) a rerun
+    resumes at the last step and rewrites the same model.pt instead of training again."""
+    if checkpoint.exists():
+        return
+    try:
+        os.link(final_path, checkpoint)
+    except OSError:  # a file system without hard links: the periodic checkpoints remain
+        pass
 
 
 def add_arguments(parser):

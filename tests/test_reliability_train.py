@@ -264,3 +264,17 @@ def yaml_load_text(text):
     import yaml
 
     return yaml.safe_load(text)
+
+
+def test_deleted_model_pt_is_rewritten_from_the_final_checkpoint_without_training(tmp_path, capsys):
+    from toys import FailingAfter
+
+    cfg = toy_config(iterations=12)
+    model = train(cfg, tmp_path / "run", sequences=RotatingBlobs(seed=3), progress=False)
+    before = torch.load(model, weights_only=True)["model"]
+    model.unlink()  # e.g. Snakemake deleting it before a rerun
+    # a source that fails on its first sample: any training step would raise
+    again = train(cfg, tmp_path / "run", sequences=FailingAfter(RotatingBlobs(seed=3), 1), progress=False)
+    after = torch.load(again, weights_only=True)["model"]
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert "(step 12)" in capsys.readouterr().err
