@@ -8,8 +8,9 @@
 # Snakemake does not track as params, so changing them never reruns a job. The data input is
 # the ancient() RESULTS/data_used/... copy of prepared.json (rules/data.smk): its path does not
 # depend on data.root, and its renewal does not propagate (msp train checks the arrays by
-# sha256 instead). model.pt is protected(): Snakemake stops with an error instead of deleting
-# a finished model when the experiment itself changed (delete it by hand to retrain).
+# sha256 instead). model.pt is protected() (read-only: Snakemake refuses to replace it, except
+# when it runs as root); the parse-time guard in rules/common.smk stops a changed experiment
+# over finished runs for everyone.
 
 
 rule run_config:
