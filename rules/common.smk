@@ -25,6 +25,17 @@ os.environ.update(
     )
 )
 
+# Jobs on a cluster parse this workflow again. Snakemake 9 forwards a `--configfile` to them
+# but not `--replace-workflow-config`, so a demo job would see the demo merged into the paper
+# config. The main process hands its final config to its jobs through the environment they
+# inherit (like PYTHONPATH above), and a job adopts it whole.
+_CONFIG_ENV = "MSP_WORKFLOW_CONFIG"
+if workflow.remote_exec and _CONFIG_ENV in os.environ:
+    config.clear()
+    config.update(json.loads(os.environ[_CONFIG_ENV]))
+else:
+    os.environ[_CONFIG_ENV] = json.dumps(config)
+
 # A typo or a wrong type stops the run here, before any job, with the key named.
 try:
     validate(config, "../configs/schema.yaml")
