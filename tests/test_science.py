@@ -1,0 +1,98 @@
+"""The science test: a small MSP (k 0.5, dim_m 64, 600 steps, about a minute or two on 2 CPU
+cores) trained on procedural rotating and recolouring digits (the embedded Sequential-MNIST
+stand-in with translation switched off) predicts clearly better than both trivial baselines
+(copy the last frame, the mean training frame; msp.trivial_baselines) at every horizon 1..8.
+
+Whether its fitted transitions split into blocks is asserted too, as a strict xfail: at this
+scale SBD finds a single block in every measured seed, so the test records that and fails the
+day it stops being true (then turn it into a plain assertion).
+
+Margins come from measured runs (seeds 1-3; numbers in MARGIN_* below and README, "Science
+test"), well inside the spread of those runs: the test is seeded but not knife-edge.
+The sweep behind them: `python tests/test_science.py OUT_DIR 1 2 3`.
+"""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from msp import eval_protocols as ep
+from msp import sbd
+from msp import trivial_baselines as tb
+from msp.checkpoint import load_checkpoint
+from msp.train import train
+
+ROTATE_RECOLOUR = {"max_pos": [0.0, 0.0]}  # digit 4 rotating and changing hue in place; no translation
+ITERATIONS = 600
+EVAL_T = 10  # 2 conditioning frames, horizons 1..8
+EVAL_BATCHES, EVAL_BATCH = 8, 16  # 128 test sequences
+
+# Assertions, each from the seed sweep in the module docstring (numbers: README, "Science test").
+MARGIN_T1 = 0.75  # at T_p = 1 MSP is below 75% of the better baseline (measured 0.61-0.62)
+MARGIN_ALL = 0.90  # at every horizon 1..8 below 90% of it (measured at most 0.79, at T_p = 8)
+MIN_BLOCKS = 2  # SBD (msp.sbd.run_sbd, the project's block finder) finds at least two blocks
+
+
+def run_config(seed: int, data_root) -> dict:
+    return {
+        "dataset": {"name": "mnist", "root": str(data_root), "source": "embedded", "options": dict(ROTATE_RECOLOUR)},
+        "model": {"name": "lstsq", "T_cond": 2, "T_pred": 1, "k": 0.5, "dim_m": 64, "dim_a": 16,
+                  "n_blocks": 3, "bottom_width": 4},
+        "train": {"iterations": ITERATIONS, "batch_size": 16, "lr": 1e-3, "lr_decay_iter": int(0.8 * ITERATIONS),
+                  "seed": seed, "checkpoint_every": ITERATIONS, "log_every": 50, "device": "cpu"},
+    }
+
+
+def measure(seed: int, out_dir) -> dict:
+    """Train one seed; -> per-horizon errors of MSP and both baselines, and the SBD summary."""
+    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    model_path = train(run_config(seed, Path(out_dir) / "data"), Path(out_dir) / "run", progress=False)
+    model, config = load_checkpoint(model_path, map_location="cpu")
+    model.eval()
+
+    def make_generator(*, split="test", T=EVAL_T, seed=1, **options):
+        return ep.make_generator(config, split=split, T=T, seed=seed, device="cpu", **options)
+
+    def errors(predictor):
+        return ep.prediction_errors(predictor, make_generator(), 2, EVAL_BATCH, EVAL_BATCHES).mean(axis=0)
+
+    mean = tb.mean_frame(make_generator(split="train", seed=2), n_sequences=256)
+    summary, _ = sbd.run_sbd(model, make_generator, sbd.SBDSettings(T=EVAL_T, batch_size=32, n_batches=8,
+                                                                    component_batches=3, epochs=30))
+    return {"msp": errors(model), "copy_last": errors(tb.CopyLast(2)), "mean_frame": errors(tb.MeanFrame(2, mean)),
+            "n_blocks": int(summary["n_blocks"]), "blocks": summary["blocks"]}
+
+
+@pytest.fixture(scope="module")
+def seed1(tmp_path_factory):
+    return measure(1, tmp_path_factory.mktemp("science"))
+
+
+@pytest.mark.slow
+def test_msp_beats_both_trivial_baselines(seed1):
+    r = seed1
+    best = np.minimum(r["copy_last"], r["mean_frame"])  # (horizons,) the better baseline per horizon
+    assert r["msp"][0] < MARGIN_T1 * best[0], (r["msp"][0], r["copy_last"][0], r["mean_frame"][0])
+    ratio = r["msp"] / best
+    assert (ratio < MARGIN_ALL).all(), f"MSP / better baseline per horizon: {np.round(ratio, 2)}"
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="measured: at this scale (600 steps) SBD finds one block in every seed "
+                                       "(commutant of dimension 1); README, 'Science test'")
+def test_fitted_transitions_split_into_blocks(seed1):
+    assert seed1["n_blocks"] >= MIN_BLOCKS, seed1["blocks"]
+
+
+if __name__ == "__main__":  # the seed sweep behind the margins: python tests/test_science.py OUT_DIR SEED...
+    import time
+
+    for seed in map(int, sys.argv[2:] or ["1"]):
+        start = time.time()
+        r = measure(seed, Path(sys.argv[1]) / f"seed{seed}")
+        row = " ".join(f"T{h}: {r['msp'][h - 1]:.1f}/{r['copy_last'][h - 1]:.1f}/{r['mean_frame'][h - 1]:.1f}"
+                       for h in range(1, EVAL_T - 1))
+        print(f"seed {seed} ({time.time() - start:.0f}s) msp/copy/mean {row} | blocks {r['blocks']}", flush=True)
