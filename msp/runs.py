@@ -112,7 +112,7 @@ def run_config(config: dict, dataset: str, model: str, seed: int) -> dict:
     dcfg = config["datasets"][dataset]
     settings = model_settings(config, dataset, model)
     train = config["train"]
-    iterations = int(dcfg["iterations"])
+    iterations = int(settings.get("iterations", dcfg["iterations"]))  # a dataset's model override wins
     return {
         "dataset": {
             "name": dataset,
@@ -131,7 +131,7 @@ def run_config(config: dict, dataset: str, model: str, seed: int) -> dict:
             "iterations": iterations,
             "batch_size": int(settings.get("batch_size", dcfg.get("batch_size", train["batch_size"]))),
             "lr": float(train["lr"]),
-            "lr_decay_iter": int(dcfg["lr_decay_iter"]),
+            "lr_decay_iter": int(settings.get("lr_decay_iter", dcfg["lr_decay_iter"])),
             # "always" reconstructs the conditioning frames for the whole run (docs/method.md, 'Training')
             "reconst_iter": iterations if settings["reconst"] else 0,
             "seed": int(seed),
@@ -211,6 +211,13 @@ def check_config(config: dict, dry_build: bool = True) -> None:
                     f"{where}.models.{model}' has no defaults: add a 'models.{model}' entry "
                     f"(known: {sorted(config['models'])})"
                 )
+            override = dcfg["models"][model] or {}
+            if "iterations" in override or "lr_decay_iter" in override:
+                iters = override.get("iterations", dcfg["iterations"])
+                decay = override.get("lr_decay_iter", dcfg["lr_decay_iter"])
+                if decay > iters:
+                    raise ValueError(f"{where}.models.{model}': lr_decay_iter = {decay} exceeds iterations = {iters}: "
+                                     "give both, lr_decay_iter <= iterations")
         if config["data"]["source"] not in registry.dataset(dataset).sources:
             raise ValueError(f"config key 'data.source' is {config['data']['source']!r} but dataset {dataset} comes "
                              f"only from {list(registry.dataset(dataset).sources)}: change data.source or drop the dataset")

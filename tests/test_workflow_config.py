@@ -87,6 +87,21 @@ def test_demo_covers_every_family_and_model():
 
 
 
+
+def test_a_model_override_sets_its_own_iterations():
+    """datasets.D.models.M.iterations / lr_decay_iter win over the dataset's (the demo trains
+    MSP longer than the tiny models beside it); a decay past the end is refused."""
+    demo = load("demo.yaml")
+    mnist = demo["datasets"]["mnist"]
+    mnist["models"]["neuralM"] = {"iterations": 7, "lr_decay_iter": 5}
+    assert runs.run_config(demo, "mnist", "neuralM", 1)["train"]["iterations"] == 7
+    assert runs.run_config(demo, "mnist", "neuralM", 1)["train"]["lr_decay_iter"] == 5
+    assert runs.run_config(demo, "mnist", "lstsq", 1)["train"]["iterations"] == mnist["iterations"]
+    runs.check_config(demo)
+    mnist["models"]["neuralM"] = {"iterations": 7}  # the dataset's decay iteration lies beyond 7
+    with pytest.raises(ValueError, match=r"datasets.mnist.models.neuralM'.*lr_decay_iter"):
+        runs.check_config(demo)
+
 def test_cpu_config_has_the_models_of_claims_1_to_4():
     """configs/cpu.yaml (README, "CPU reproduction"): Sequential MNIST with the paper's five
     models and generator settings, first and second order on accelerated MNIST, one seed."""
