@@ -24,7 +24,7 @@ from msp.data import sources
 from msp.data.prepare import load_prepared, prepare
 from msp.data.readers import DataError, load_torch_object
 from msp.data.sources import DownloadTimeout, download, raw_dir
-from data_files import make_tar, run_cli, synthetic_mnist_files, torch_bytes
+from data_files import Exploit, make_tar, run_cli, synthetic_mnist_files, torch_bytes
 
 REPO = Path(__file__).resolve().parents[1]
 STALL_LIMIT = 20.0  # every stalling handler gives up after this many seconds
@@ -201,16 +201,6 @@ def test_torn_or_incomplete_manifest_is_refused_by_name(hostile_server, tmp_path
     manifest.write_text(json.dumps(entries))
     with pytest.raises(DataError, match="does not list .*the download was incomplete"):
         prepare("mnist", tmp_path, "drive", force=True)
-
-
-class Exploit:
-    """Unpickling this runs code: it writes a marker file."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (Path.write_text, (Path(self.marker), "code ran"))
 
 
 def test_malicious_pickle_in_the_archive_never_runs(tmp_path):

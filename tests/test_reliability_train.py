@@ -19,6 +19,7 @@ from msp import checkpoint
 from msp.checkpoint import UnsafeCheckpointError, checkpoint_paths, load_checkpoint
 from msp.runlock import RunLockedError, run_lock
 from msp.train import _truncate_metrics, train
+from data_files import Exploit
 from toys import RotatingBlobs, toy_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,14 +72,6 @@ def test_retention_never_deletes_the_only_good_checkpoint(tmp_path, capsys):
     assert "SIGTERM: checkpoint written at step 16" in capsys.readouterr().err
     assert (run / "checkpoints" / "step_00000016.pt").is_file()
     assert checkpoint.read_checkpoint(run / "checkpoints" / "step_00000016.pt")["step"] == 16
-
-
-class Exploit:
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (Path.write_text, (Path(self.marker), "code ran"))
 
 
 def test_malicious_checkpoint_is_refused_by_name_and_never_runs(tmp_path):
