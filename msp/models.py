@@ -124,11 +124,12 @@ class HOLstsq(SeqAE):
         return dynamics.rollout_second_order(H[:, -1], state["M"], state["A"], n_rolls)  # float32
 
     def loss(self, xs, reconst=False, diagnostics=False):
-        if reconst:
-            raise ValueError("holstsq has no reconstruction phase (as in the authors' model): set train.reconst_iter: 0")
         state = self.infer_transition(xs[:, : self.T_cond])
-        loss = prediction_error(self.decode(self.rollout(state, xs.shape[1] - self.T_cond)), xs[:, self.T_cond :])
         H = state["H"]
+        H_pred, target = self.rollout(state, xs.shape[1] - self.T_cond), xs[:, self.T_cond :]
+        if reconst:  # a warm-up the authors' holstsq lacks; as in lstsq, decode the conditioning latents too
+            H_pred, target = torch.cat([H.to(H_pred.dtype), H_pred], dim=1), xs
+        loss = prediction_error(self.decode(H_pred), target)
         metrics = {"loss": loss.detach(), "loss_internal_0": ((H[:, 2:] - H[:, :-2]) ** 2).sum().detach()}
         if diagnostics:
             metrics.update(dynamics.transition_diagnostics(state["A"], self.cfg.alignment))

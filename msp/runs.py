@@ -61,6 +61,13 @@ def model_settings(config: dict, dataset: str, model: str) -> dict:
     return {**base, **override, "options": options}
 
 
+def reconst_warmup(config: dict, dataset: str, model: str) -> int:
+    """Steps at the start of training that also reconstruct the conditioning frames (the
+    authors' reconst_iter switch); a dataset's model override wins; 0 (the paper) if unset."""
+    override = config["datasets"][dataset]["models"].get(model) or {}
+    return int(override.get("reconst_warmup", config["datasets"][dataset].get("reconst_warmup", 0)))
+
+
 def runs(config: dict) -> list[Run]:
     """Every training run, in config order: dataset x its models x seeds."""
     return [
@@ -132,8 +139,8 @@ def run_config(config: dict, dataset: str, model: str, seed: int) -> dict:
             "batch_size": int(settings.get("batch_size", dcfg.get("batch_size", train["batch_size"]))),
             "lr": float(train["lr"]),
             "lr_decay_iter": int(settings.get("lr_decay_iter", dcfg["lr_decay_iter"])),
-            # "always" reconstructs the conditioning frames for the whole run (docs/method.md, 'Training')
-            "reconst_iter": iterations if settings["reconst"] else 0,
+            # reconst: the whole run; else the first reconst_warmup steps (docs/method.md, 'Training')
+            "reconst_iter": iterations if settings["reconst"] else reconst_warmup(config, dataset, model),
             "seed": int(seed),
             "checkpoint_every": int(min(train["checkpoint_every"], iterations)),
             "log_every": int(train["log_every"]),
@@ -212,6 +219,10 @@ def check_config(config: dict, dry_build: bool = True) -> None:
                     f"(known: {sorted(config['models'])})"
                 )
             override = dcfg["models"][model] or {}
+            warmup, iters = reconst_warmup(config, dataset, model), override.get("iterations", dcfg["iterations"])
+            if warmup > iters:
+                raise ValueError(f"{where}.models.{model}': reconst_warmup = {warmup} exceeds iterations = {iters}: "
+                                 "lower reconst_warmup (0 = the paper: no reconstruction phase)")
             if "iterations" in override or "lr_decay_iter" in override:
                 iters = override.get("iterations", dcfg["iterations"])
                 decay = override.get("lr_decay_iter", dcfg["lr_decay_iter"])

@@ -33,12 +33,13 @@ def test_forward_backward_at_paper_image_sizes(name, dataset):
         assert 0 <= pred.min() and pred.max() <= 1
 
 
-@pytest.mark.parametrize("name", ["lstsq", "neural_trans", "neuralM"])
+@pytest.mark.parametrize("name", ["lstsq", "neural_trans", "neuralM", "holstsq"])
 def test_reconstruction_switch_adds_the_conditioning_frames(name):
-    """With reconst the target is the whole sequence: the mean per-frame error over all T frames."""
+    """With reconst the target is the whole sequence: the mean per-frame error over all T frames
+    (holstsq too: the reconstruction warm-up of configs/demo.yaml and cpu.yaml)."""
     torch.manual_seed(0)
     model = build_model(small_config(name, 3), (3, 32, 32))
-    xs = torch.rand(2, 3, 3, 32, 32)
+    xs = torch.rand(2, model.T_cond + max(model.T_pred, 1), 3, 32, 32)
     Tc, T = model.T_cond, xs.shape[1]
     with torch.no_grad():
         loss_pred, _ = model.loss(xs)

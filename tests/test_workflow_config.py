@@ -102,6 +102,25 @@ def test_a_model_override_sets_its_own_iterations():
     with pytest.raises(ValueError, match=r"datasets.mnist.models.neuralM'.*lr_decay_iter"):
         runs.check_config(demo)
 
+def test_reconstruction_warmup_reaches_the_run_config():
+    """datasets.D.reconst_warmup sets reconst_iter of every model (a model override wins, a
+    whole-run reconst wins over both); absent = 0, the paper; longer than the run is refused."""
+    demo = load("demo.yaml")
+    mnist = demo["datasets"]["mnist"]
+    mnist.pop("reconst_warmup", None)
+    assert runs.run_config(demo, "mnist", "lstsq", 1)["train"]["reconst_iter"] == 0
+    mnist["reconst_warmup"] = 3
+    mnist["models"]["lstsq_multi"] = {"reconst_warmup": 2, "iterations": 10, "lr_decay_iter": 8}
+    assert runs.run_config(demo, "mnist", "lstsq", 1)["train"]["reconst_iter"] == 3
+    assert runs.run_config(demo, "mnist", "lstsq_multi", 1)["train"]["reconst_iter"] == 2
+    neural = runs.run_config(demo, "mnist", "neuralM", 1)["train"]
+    assert neural["reconst_iter"] == neural["iterations"]
+    runs.check_config(demo)
+    mnist["models"]["lstsq_multi"]["reconst_warmup"] = 11
+    with pytest.raises(ValueError, match=r"datasets.mnist.models.lstsq_multi'.*reconst_warmup = 11"):
+        runs.check_config(demo)
+
+
 def test_cpu_config_has_the_models_of_claims_1_to_4():
     """configs/cpu.yaml (README, "CPU reproduction"): Sequential MNIST with the paper's five
     models and generator settings, first and second order on accelerated MNIST, one seed."""
