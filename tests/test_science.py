@@ -1,14 +1,20 @@
-"""The science test: a small MSP (k 0.5, dim_m 64, 600 steps; 52 s for training, evaluation and
-SBD in the full suite on a shared 2-core machine, 3.5-6 minutes per seed under heavier load) trained on procedural rotating and recolouring digits (the embedded Sequential-MNIST
-stand-in with translation switched off) predicts clearly better than both trivial baselines
-(copy the last frame, the mean training frame; msp.trivial_baselines) at every horizon 1..8.
-What it has learned at this scale is the colour action: its predictions (looked at) are a
-blurry, rotation-symmetric disc whose hue follows the truth; the digit's shape and rotation
-are not learned yet. The test guards that much learning, no more.
+"""The science test: a small MSP (k 0.5, dim_m 64, batch 16, 1,500 steps, the first 500 with a
+reconstruction warm-up; the demo's MSP recipe) trained on procedural rotating and recolouring
+digits (the embedded Sequential-MNIST stand-in with translation switched off) predicts far
+better than both trivial baselines (copy the last frame, the mean training frame;
+msp.trivial_baselines) at every horizon 1..8.
 
-Whether its fitted transitions split into blocks is asserted too, as a strict xfail: at this
-scale SBD finds a single block in every measured seed, so the test records that and fails the
-day it stops being true (then turn it into a plain assertion).
+What it has learned: the colour AND the rotation. Its predictions (looked at) are blurry digits
+that turn and change hue with the truth for several frames. The T_p = 1 margin (below half the
+better baseline) is what tells this from the hue-only plateau where MSP sits without the
+warm-up (a rotation-symmetric disc of the right hue: 37-40 at T_p = 1, 0.58-0.62 of the better
+baseline, README "Learning on a CPU"), so the test fails if the rotation is no longer learned.
+
+Whether its fitted transitions split into blocks is asserted too, as a strict xfail on the
+seed the test trains (seed 1: one block, eigengap 3.3 against the threshold 10). Of seeds 1-3,
+only seed 3 splits (12 blocks, gap 11.8; rotation and hue each own two 2x2 blocks), too close
+to the threshold and too rare to assert. The xfail fails the day seed 1 splits: then turn it
+into a plain assertion.
 
 Margins come from measured runs (seeds 1-3; numbers in MARGIN_* below and README, "Science
 test"), well inside the spread of those runs: the test is seeded but not knife-edge.
@@ -29,13 +35,14 @@ from msp.checkpoint import load_checkpoint
 from msp.train import train
 
 ROTATE_RECOLOUR = {"max_pos": [0.0, 0.0]}  # digit 4 rotating and changing hue in place; no translation
-ITERATIONS = 600
+ITERATIONS = 1500  # the demo's MSP recipe (configs/demo.yaml): lr 3e-4, decay at 80%
+WARMUP = 500  # reconstruction warm-up steps (docs/method.md, 'Training'); without it: the hue-only plateau
 EVAL_T = 10  # 2 conditioning frames, horizons 1..8
 EVAL_BATCHES, EVAL_BATCH = 8, 16  # 128 test sequences
 
 # Assertions, each from the seed sweep in the module docstring (numbers: README, "Science test").
-MARGIN_T1 = 0.75  # at T_p = 1 MSP is below 75% of the better baseline (measured 0.61-0.62)
-MARGIN_ALL = 0.90  # at every horizon 1..8 below 90% of it (measured at most 0.79, at T_p = 8)
+MARGIN_T1 = 0.5  # at T_p = 1 MSP is below half the better baseline (measured 0.24-0.26; hue only: 0.58-0.62)
+MARGIN_ALL = 0.85  # at every horizon 1..8 below 85% of it (measured at most 0.65-0.68, at T_p = 8)
 MIN_BLOCKS = 2  # SBD (msp.sbd.run_sbd, the project's block finder) finds at least two blocks
 
 
@@ -44,8 +51,9 @@ def run_config(seed: int, data_root) -> dict:
         "dataset": {"name": "mnist", "root": str(data_root), "source": "embedded", "options": dict(ROTATE_RECOLOUR)},
         "model": {"name": "lstsq", "T_cond": 2, "T_pred": 1, "k": 0.5, "dim_m": 64, "dim_a": 16,
                   "n_blocks": 3, "bottom_width": 4},
-        "train": {"iterations": ITERATIONS, "batch_size": 16, "lr": 1e-3, "lr_decay_iter": int(0.8 * ITERATIONS),
-                  "seed": seed, "checkpoint_every": ITERATIONS, "log_every": 50, "device": "cpu"},
+        "train": {"iterations": ITERATIONS, "batch_size": 16, "lr": 3e-4, "lr_decay_iter": int(0.8 * ITERATIONS),
+                  "reconst_iter": WARMUP, "seed": seed, "checkpoint_every": ITERATIONS, "log_every": 50,
+                  "device": "cpu"},
     }
 
 
@@ -84,8 +92,8 @@ def test_msp_beats_both_trivial_baselines(seed1):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="measured: at this scale (600 steps) SBD finds one block in every seed "
-                                       "(commutant of dimension 1); README, 'Science test'")
+@pytest.mark.xfail(strict=True, reason="measured: at this scale SBD finds one block on seed 1 (eigengap 3.3 < 10) "
+                                       "and on seed 2; only seed 3 splits; README, 'Science test'")
 def test_fitted_transitions_split_into_blocks(seed1):
     assert seed1["n_blocks"] >= MIN_BLOCKS, seed1["blocks"]
 

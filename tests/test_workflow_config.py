@@ -107,7 +107,9 @@ def test_reconstruction_warmup_reaches_the_run_config():
     whole-run reconst wins over both); absent = 0, the paper; longer than the run is refused."""
     demo = load("demo.yaml")
     mnist = demo["datasets"]["mnist"]
-    mnist.pop("reconst_warmup", None)
+    assert runs.run_config(demo, "mnist", "lstsq", 1)["train"]["reconst_iter"] == 500  # the demo's MSP
+    assert runs.run_config(demo, "mnist", "lstsq_multi", 1)["train"]["reconst_iter"] == 0
+    mnist["models"]["lstsq"] = {}
     assert runs.run_config(demo, "mnist", "lstsq", 1)["train"]["reconst_iter"] == 0
     mnist["reconst_warmup"] = 3
     mnist["models"]["lstsq_multi"] = {"reconst_warmup": 2, "iterations": 10, "lr_decay_iter": 8}
