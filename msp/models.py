@@ -128,7 +128,7 @@ class HOLstsq(SeqAE):
         H = state["H"]
         H_pred, target = self.rollout(state, xs.shape[1] - self.T_cond), xs[:, self.T_cond :]
         if reconst:  # a warm-up the authors' holstsq lacks; as in lstsq, decode the conditioning latents too
-            H_pred, target = torch.cat([H.to(H_pred.dtype), H_pred], dim=1), xs
+            H_pred, target = torch.cat([H, H_pred], dim=1), xs
         loss = prediction_error(self.decode(H_pred), target)
         metrics = {"loss": loss.detach(), "loss_internal_0": ((H[:, 2:] - H[:, :-2]) ** 2).sum().detach()}
         if diagnostics:

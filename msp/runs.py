@@ -137,7 +137,7 @@ def run_config(config: dict, dataset: str, model: str, seed: int) -> dict:
         "train": {
             "iterations": iterations,
             "batch_size": int(settings.get("batch_size", dcfg.get("batch_size", train["batch_size"]))),
-            "lr": float(train["lr"]),
+            "lr": float(settings.get("lr", train["lr"])),  # a dataset's model override wins
             "lr_decay_iter": int(settings.get("lr_decay_iter", dcfg["lr_decay_iter"])),
             # reconst: the whole run; else the first reconst_warmup steps (docs/method.md, 'Training')
             "reconst_iter": iterations if settings["reconst"] else reconst_warmup(config, dataset, model),
@@ -219,12 +219,11 @@ def check_config(config: dict, dry_build: bool = True) -> None:
                     f"(known: {sorted(config['models'])})"
                 )
             override = dcfg["models"][model] or {}
-            warmup, iters = reconst_warmup(config, dataset, model), override.get("iterations", dcfg["iterations"])
+            iters, warmup = override.get("iterations", dcfg["iterations"]), reconst_warmup(config, dataset, model)
             if warmup > iters:
                 raise ValueError(f"{where}.models.{model}': reconst_warmup = {warmup} exceeds iterations = {iters}: "
                                  "lower reconst_warmup (0 = the paper: no reconstruction phase)")
             if "iterations" in override or "lr_decay_iter" in override:
-                iters = override.get("iterations", dcfg["iterations"])
                 decay = override.get("lr_decay_iter", dcfg["lr_decay_iter"])
                 if decay > iters:
                     raise ValueError(f"{where}.models.{model}': lr_decay_iter = {decay} exceeds iterations = {iters}: "

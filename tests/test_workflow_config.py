@@ -108,6 +108,8 @@ def test_reconstruction_warmup_reaches_the_run_config():
     demo = load("demo.yaml")
     mnist = demo["datasets"]["mnist"]
     assert runs.run_config(demo, "mnist", "lstsq", 1)["train"]["reconst_iter"] == 500  # the demo's MSP
+    assert runs.run_config(demo, "mnist", "lstsq", 1)["train"]["lr"] == 3e-4  # its own lr
+    assert runs.run_config(demo, "mnist", "lstsq_multi", 1)["train"]["lr"] == demo["train"]["lr"] == 1e-3
     assert runs.run_config(demo, "mnist", "lstsq_multi", 1)["train"]["reconst_iter"] == 0
     mnist["models"]["lstsq"] = {}
     assert runs.run_config(demo, "mnist", "lstsq", 1)["train"]["reconst_iter"] == 0
