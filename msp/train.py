@@ -158,10 +158,11 @@ def _train(cfg: dict, out_dir: Path, sequences, progress) -> Path:
         verified.add(path)
         prune_checkpoints(out_dir, tc["keep_checkpoints"], verified)
 
-    # SIGTERM (SLURM time limit, preemption) and SIGINT (Ctrl-C): checkpoint, then exit
+    # SIGTERM (SLURM time limit, preemption) and SIGINT (Ctrl-C): checkpoint, then exit. A signal
+    # the parent set to be ignored (SIGINT of a `nohup`/`&` job) stays ignored.
     terminated = []
     previous_handlers = {sig: signal.signal(sig, lambda signum, _: terminated.append(signum))
-                         for sig in (signal.SIGTERM, signal.SIGINT)}
+                         for sig in (signal.SIGTERM, signal.SIGINT) if signal.getsignal(sig) is not signal.SIG_IGN}
     bar = tqdm(total=tc["iterations"], initial=step, disable=None if progress is None else not progress,
                desc=f"{cfg['dataset']['name']}/{cfg['model']['name']}", dynamic_ncols=True)
     interval = {"sums": {}, "n": 0}  # metric sums since the last log line, kept on the device

@@ -45,7 +45,16 @@ class SignalAt:
         self.source.load_state_dict(state)
 
 
-def test_sigint_writes_a_checkpoint_like_sigterm(tmp_path, capsys):
+@pytest.fixture
+def terminal_sigint():
+    """SIGINT as in a terminal (Python's KeyboardInterrupt handler), even when pytest itself
+    was started with SIGINT ignored (under nohup or as a script's background job)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_sigint_writes_a_checkpoint_like_sigterm(tmp_path, capsys, terminal_sigint):
     cfg = toy_config(iterations=12)
     with pytest.raises(SystemExit) as stop:
         train(cfg, tmp_path / "run", sequences=SignalAt(RotatingBlobs(seed=3), 6, signal.SIGINT), progress=False)
@@ -271,3 +280,15 @@ def test_deleted_model_pt_is_rewritten_from_the_final_checkpoint_without_trainin
     after = torch.load(again, weights_only=True)["model"]
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert "(step 12)" in capsys.readouterr().err
+
+
+def test_an_ignored_sigint_stays_ignored(tmp_path):
+    """A run started with SIGINT ignored (`nohup`, a background job of a script) is not stopped by it."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        path = train(toy_config(iterations=8), tmp_path / "run", sequences=SignalAt(RotatingBlobs(seed=3), 4, signal.SIGINT),
+                     progress=False)
+        assert path.name == "model.pt" and torch.load(path, weights_only=True)["step"] == 8
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
