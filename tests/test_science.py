@@ -2,7 +2,8 @@
 reconstruction warm-up; the demo's MSP recipe) trained on procedural rotating and recolouring
 digits (the embedded Sequential-MNIST stand-in with translation switched off) predicts far
 better than both trivial baselines (copy the last frame, the mean training frame;
-msp.trivial_baselines) at every horizon 1..8.
+msp.trivial_baselines) at every horizon 1..8. Training, evaluation and SBD take 132 s on an
+idle 2-core machine (`pytest tests/test_science.py --durations=3`).
 
 What it has learned: the colour AND the rotation. Its predictions (looked at) are blurry digits
 that turn and change hue with the truth for several frames. The T_p = 1 margin (below half the
