@@ -192,9 +192,11 @@ class SequentialMNIST(SequenceGenerator):
         self.image_shape = (3, 32, 32)
         super().__init__(T, device, seed, self.opts.active_actions, self.opts.shared_transition)
 
-    def _draw_velocities(self, n: int) -> dict[str, torch.Tensor]:
+    def _draw_velocities(self, n: int, pos0: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Velocities (and accelerations) of n sequences; the translation runs from pos0 (drawn
+        here if not given) to a uniform end point p1 at t = max_T - 1 (docs/datasets.md)."""
         o = self.opts
-        pos0 = self._uniform((n, 2), *o.max_pos)
+        pos0 = self._uniform((n, 2), *o.max_pos) if pos0 is None else pos0
         pos1 = self._uniform((n, 2), *o.max_pos)
         return {"v_angle": math.pi * self._uniform((n,), *o.range_a),
                 "a_angle": math.pi * self._uniform((n,), *o.accl_a),
@@ -212,10 +214,10 @@ class SequentialMNIST(SequenceGenerator):
         angle0 = self._uniform((n,), 0.0, 2 * math.pi)
         hue0 = self._uniform((n,), 0.0, 1.0)
         pos0 = self._uniform((n, 2), *o.max_pos)
-        if self._shared is not None:
+        if self._shared is not None:  # one velocity for all, from its own p0 -> p1 (as the authors')
             vel = {k: v.expand((n,) + v.shape) for k, v in self._shared.items()}
-        else:
-            vel = self._draw_velocities(n)
+        else:  # each sequence moves from its own start pos0 to its end point p1
+            vel = self._draw_velocities(n, pos0)
         t = torch.arange(self.T, dtype=torch.float64)  # (T,)
         t2 = 0.5 * t ** 2
         active = self.active_actions
