@@ -124,7 +124,7 @@ def test_gathered_layout_has_seedless_baselines():
 
 def test_real_embedded_mnist_baselines(tmp_path):
     """The real generator through the CLI (embedded digits, 2 batches): both baselines give
-    finite, positive errors, and the digits' drift makes copy-last grow with the horizon."""
+    finite, positive errors, and the digits' motion makes copy-last grow with the horizon."""
     for name in trivial_baselines.BASELINES:
         out = tmp_path / f"{name}.csv"
         run_msp(["evaluate", "prediction", "--baseline", name, "--dataset", "mnist", "--root", str(tmp_path / "data"),
