@@ -15,7 +15,10 @@ Whether its fitted transitions split into blocks is asserted too, as a strict xf
 seed the test trains (seed 1: one block, eigengap 3.3 against the threshold 10). Of seeds 1-3,
 only seed 3 splits (12 blocks, gap 11.8; rotation and hue each own two 2x2 blocks), too close
 to the threshold and too rare to assert. The xfail fails the day seed 1 splits: then turn it
-into a plain assertion.
+into a plain assertion. The structure is weak at this scale, not hidden from the block finder:
+seeds 1 and 2's transitions, even the rotation-only ones, do not commute cleanly (no clear
+step in the commutator spectrum, with more transitions or any weighting; dim_a 8 and T_pred 2
+did not help; README, "Science test").
 
 Margins come from measured runs (seeds 1-3; numbers in MARGIN_* below and README, "Science
 test"), well inside the spread of those runs: the test is seeded but not knife-edge.
@@ -38,6 +41,8 @@ from msp.train import train
 ROTATE_RECOLOUR = {"max_pos": [0.0, 0.0]}  # digit 4 rotating and changing hue in place; no translation
 ITERATIONS = 1500  # the demo's MSP recipe (configs/demo.yaml): lr 3e-4, decay at 80%
 WARMUP = 500  # reconstruction warm-up steps (docs/method.md, 'Training'); without it: the hue-only plateau
+DIM_A = 16  # latent transition size a (M is a x a); 8 tried: README, "Science test"
+T_PRED = 1  # predicted frames per training sequence; 2 tried: README, "Science test"
 EVAL_T = 10  # 2 conditioning frames, horizons 1..8
 EVAL_BATCHES, EVAL_BATCH = 8, 16  # 128 test sequences
 
@@ -50,7 +55,7 @@ MIN_BLOCKS = 2  # SBD (msp.sbd.run_sbd, the project's block finder) finds at lea
 def run_config(seed: int, data_root) -> dict:
     return {
         "dataset": {"name": "mnist", "root": str(data_root), "source": "embedded", "options": dict(ROTATE_RECOLOUR)},
-        "model": {"name": "lstsq", "T_cond": 2, "T_pred": 1, "k": 0.5, "dim_m": 64, "dim_a": 16,
+        "model": {"name": "lstsq", "T_cond": 2, "T_pred": T_PRED, "k": 0.5, "dim_m": 64, "dim_a": DIM_A,
                   "n_blocks": 3, "bottom_width": 4},
         "train": {"iterations": ITERATIONS, "batch_size": 16, "lr": 3e-4, "lr_decay_iter": int(0.8 * ITERATIONS),
                   "reconst_iter": WARMUP, "seed": seed, "checkpoint_every": ITERATIONS, "log_every": 50,
@@ -75,7 +80,8 @@ def measure(seed: int, out_dir) -> dict:
     summary, _ = sbd.run_sbd(model, make_generator, sbd.SBDSettings(T=EVAL_T, batch_size=32, n_batches=8,
                                                                     component_batches=3, epochs=30))
     return {"msp": errors(model), "copy_last": errors(tb.CopyLast(2)), "mean_frame": errors(tb.MeanFrame(2, mean)),
-            "n_blocks": int(summary["n_blocks"]), "blocks": summary["blocks"]}
+            "n_blocks": int(summary["n_blocks"]), "blocks": summary["blocks"], "gap": float(summary["gap"]),
+            "factor_blocks": summary["factor_blocks"], "shared_blocks": summary["shared_blocks"]}
 
 
 @pytest.fixture(scope="module")
@@ -107,4 +113,5 @@ if __name__ == "__main__":  # the seed sweep behind the margins: python tests/te
         r = measure(seed, Path(sys.argv[1]) / f"seed{seed}")
         row = " ".join(f"T{h}: {r['msp'][h - 1]:.1f}/{r['copy_last'][h - 1]:.1f}/{r['mean_frame'][h - 1]:.1f}"
                        for h in range(1, EVAL_T - 1))
-        print(f"seed {seed} ({time.time() - start:.0f}s) msp/copy/mean {row} | blocks {r['blocks']}", flush=True)
+        print(f"seed {seed} ({time.time() - start:.0f}s) msp/copy/mean {row} | blocks {r['n_blocks']} (gap {r['gap']:.1f}, sizes "
+              f"{[len(b) for b in r['blocks']]}, owned {r['factor_blocks']}, shared {r['shared_blocks']})", flush=True)
