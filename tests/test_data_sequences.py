@@ -167,10 +167,10 @@ def test_mnist_translation_and_acceleration_follow_the_generative_process(root):
     assert (info["v_pos"].abs() <= 20 / 8 + 1e-12).all()  # (p1 - p0) / (max_T - 1)
     # an evaluation sequence (max_T = T) goes from its start p0 to an end point p1 inside the box
     long = make(root, "mnist", T=20, seed=9, max_T=20)
-    _, info = long.sample_with_factors(256)
-    path = info["position"]  # (N, T, 2)
+    _, long_info = long.sample_with_factors(256)
+    path = long_info["position"]  # (N, T, 2)
     assert (path.abs() <= 10 + 1e-9).all()
-    assert torch.allclose(path[:, -1] - path[:, 0], 19 * info["v_pos"])
+    assert torch.allclose(path[:, -1] - path[:, 0], 19 * long_info["v_pos"])
     assert path[:, -1].abs().amax() > 9  # the end points fill the box, not just its middle
     assert (info["v_angle"].abs() <= 0.5 * math.pi).all() and (info["v_hue"].abs() <= 0.25).all()
     accl = make(root, "mnist_accl", T=10, seed=9)
