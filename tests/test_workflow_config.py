@@ -6,7 +6,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
-from snakemake.utils import validate
+from snakemake.utils import update_config, validate
 
 from msp import registry, runs
 
@@ -136,6 +136,32 @@ def test_cpu_config_has_the_models_of_claims_1_to_4():
     assert cpu["datasets"]["mnist"]["options"] == {} and cpu["train"]["device"] == "cpu"
     assert len(cpu["seeds"]) == 1 and cpu["results"] not in ("results", "results/demo")
     assert {r.model for r in runs.evaluated_runs(cpu, "equivariance", "mnist")} >= {"lstsq", "neuralM", "lstsq_rec"}
+
+
+def test_cpu_10k_steps_overlay_lengthens_only_the_mnist_schedule():
+    """configs/cpu_10k_steps.yaml is merged over cpu.yaml as Snakemake merges two --configfile
+    (snakemake.utils.update_config): the same grid, the mnist trainings at 10,000 steps with the
+    decay still at 80%, its own results folder, nothing else changed."""
+    cpu = yaml.safe_load((ROOT / "configs" / "cpu.yaml").read_text())
+    merged = copy.deepcopy(cpu)
+    update_config(merged, yaml.safe_load((ROOT / "configs" / "cpu_10k_steps.yaml").read_text()))
+    validate(merged, str(SCHEMA))
+    runs.check_config(merged)
+    def grid(config):
+        return [(r.dataset, r.model, r.seed) for r in runs.runs(config)]
+
+    assert grid(merged) == grid(load("cpu.yaml"))
+    mnist = merged["datasets"]["mnist"]
+    assert (mnist["iterations"], mnist["lr_decay_iter"]) == (10000, 8000)
+    assert merged["results"] != cpu["results"]
+    for run in runs.runs(merged):
+        long, short = runs.run_config(merged, run.dataset, run.model, run.seed), runs.run_config(
+            load("cpu.yaml"), run.dataset, run.model, run.seed)
+        if run.dataset == "mnist":
+            changed = {k for k in long["train"] if long["train"][k] != short["train"][k]}
+            assert changed <= {"iterations", "lr_decay_iter", "reconst_iter"}, (run, changed)
+            long["train"], short["train"] = {}, {}
+        assert long == short, run
 
 def _mutations():
     def unknown_key(c):
