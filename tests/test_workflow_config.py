@@ -126,7 +126,7 @@ def test_reconstruction_warmup_reaches_the_run_config():
 
 
 def test_cpu_config_has_the_models_of_claims_1_to_4():
-    """configs/cpu.yaml (README, "CPU reproduction"): Sequential MNIST with the paper's five
+    """configs/cpu.yaml (README, "Learning on a CPU"): Sequential MNIST with the paper's five
     models and generator settings, first and second order on accelerated MNIST, one seed."""
     cpu = load("cpu.yaml")
     runs.check_config(cpu)
