@@ -147,21 +147,24 @@ def test_cpu_10k_steps_overlay_lengthens_only_the_mnist_schedule():
     update_config(merged, yaml.safe_load((ROOT / "configs" / "cpu_10k_steps.yaml").read_text()))
     validate(merged, str(SCHEMA))
     runs.check_config(merged)
+    short_config = load("cpu.yaml")
+
     def grid(config):
         return [(r.dataset, r.model, r.seed) for r in runs.runs(config)]
 
-    assert grid(merged) == grid(load("cpu.yaml"))
+    assert grid(merged) == grid(short_config)
     mnist = merged["datasets"]["mnist"]
     assert (mnist["iterations"], mnist["lr_decay_iter"]) == (10000, 8000)
     assert merged["results"] != cpu["results"]
     for run in runs.runs(merged):
-        long, short = runs.run_config(merged, run.dataset, run.model, run.seed), runs.run_config(
-            load("cpu.yaml"), run.dataset, run.model, run.seed)
+        long = runs.run_config(merged, run.dataset, run.model, run.seed)
+        short = runs.run_config(short_config, run.dataset, run.model, run.seed)
         if run.dataset == "mnist":
             changed = {k for k in long["train"] if long["train"][k] != short["train"][k]}
             assert changed <= {"iterations", "lr_decay_iter", "reconst_iter"}, (run, changed)
             long["train"], short["train"] = {}, {}
         assert long == short, run
+
 
 def _mutations():
     def unknown_key(c):
