@@ -18,7 +18,7 @@ import pandas as pd
 
 from msp import registry
 from msp.runs import is_baseline
-from msp.tables import fmt_number, lookup
+from msp.tables import fmt_number, lookup, summarize
 
 HELD, NOT_HELD, NOT_CHECKED = "held", "not held", "not checked"
 MSP_MODELS = registry.models_in_group("msp")  # MSP and its variants
@@ -290,10 +290,32 @@ def check_claims(summary, sbd_runs, labels, accl_train_horizon=5) -> list[Claim]
     ]
 
 
-def claims_frame(ours: list[Claim], reference: list[Claim]) -> pd.DataFrame:
+def per_seed_verdicts(runs: dict[str, pd.DataFrame], labels, accl_train_horizon=5) -> dict[int, dict[int, str]]:
+    """The same five tests on each training seed's runs alone: claim -> {seed: verdict}.
+    The verdict of check_claims is on the mean over seeds, which can hide that the seeds
+    disagree (one seed far on one side, another just across). runs: msp.tables.read_runs."""
+    seeds = sorted({int(s) for frame in runs.values() for s in frame["seed"].dropna()})
+    verdicts: dict[int, dict[int, str]] = {}
+    for seed in seeds:
+        alone = {kind: frame[frame["seed"] == seed] for kind, frame in runs.items()}
+        sbd_runs = alone.pop("sbd", None)
+        for claim in check_claims(summarize(alone), sbd_runs, labels, accl_train_horizon):
+            verdicts.setdefault(claim.number, {})[seed] = claim.verdict
+    return verdicts
+
+
+def per_seed_text(verdicts: dict[int, str]) -> str:
+    """{1: 'held', 2: 'not held'} -> 'seed 1: held; seed 2: not held' ('' for one seed or none)."""
+    if len(verdicts) < 2:
+        return ""
+    return "; ".join(f"seed {seed}: {verdict}" for seed, verdict in sorted(verdicts.items()))
+
+
+def claims_frame(ours: list[Claim], reference: list[Claim], per_seed: dict | None = None) -> pd.DataFrame:
     """One row per claim. `deciding`: our numbers on the dataset that decides our verdict;
     `reference_deciding`: the authors' numbers on that same dataset when they have it (else
-    on the dataset that decides theirs)."""
+    on the dataset that decides theirs); `per_seed`: each seed's verdict (per_seed_verdicts),
+    empty with one seed."""
     rows = []
     for c, r in zip(ours, reference):
         dataset = c.deciding_dataset()
@@ -307,8 +329,20 @@ def claims_frame(ours: list[Claim], reference: list[Claim]) -> pd.DataFrame:
             "evidence": c.evidence,
             "reference_verdict": r.verdict,
             "reference_evidence": r.evidence,
+            "per_seed": per_seed_text((per_seed or {}).get(c.number, {})),
         })
     return pd.DataFrame(rows)
+
+
+def _compact_verdict(row) -> str:
+    """The verdict on the mean over seeds, with 'held on k of n seeds' when the seeds do not
+    all agree with it (a verdict that one seed carries is not the same as one every seed gives)."""
+    per_seed = getattr(row, "per_seed", "")
+    per_seed = per_seed if isinstance(per_seed, str) else ""  # absent or NaN: an older claims.csv
+    seeds = [part.split(": ", 1)[1] for part in per_seed.split("; ") if ": " in part]
+    if not seeds or row.verdict == NOT_CHECKED or all(v == row.verdict for v in seeds):
+        return row.verdict
+    return f"{row.verdict} (held on {seeds.count(HELD)} of {len(seeds)} seeds)"
 
 
 COMPACT_COLUMNS = {"claim": "Claim", "verdict": "Verdict", "deciding": "Our deciding number",
@@ -320,7 +354,7 @@ def compact_frame(frame: pd.DataFrame) -> pd.DataFrame:
     authors' number (with their verdict in brackets)."""
     return pd.DataFrame({
         "Claim": [f"{row.claim}: {row.title}" for row in frame.itertuples()],
-        "Verdict": frame.verdict,
+        "Verdict": [_compact_verdict(row) for row in frame.itertuples()],
         "Our deciding number": frame.deciding,
         "The authors' number": [f"{row.reference_deciding} ({row.reference_verdict})" for row in frame.itertuples()],
     })
@@ -330,7 +364,9 @@ def compact_markdown(frame: pd.DataFrame) -> str:
     table = compact_frame(frame).to_markdown(index=False, disable_numparse=True)
     return (table + "\n\nVerdict: held / not held / not checked (the grid lacks the models or datasets). "
             "The deciding number is the dataset that fails first, or the closest call when every "
-            "dataset passes; the authors' column applies the same test to their published numbers.\n")
+            "dataset passes; the authors' column applies the same test to their published numbers. "
+            "With several seeds the verdict is on their mean; \"held on k of n seeds\" follows it when "
+            "the seeds, each checked alone, do not all agree with it.\n")
 
 
 def claims_details_markdown(frame: pd.DataFrame, level: str = "###") -> str:
@@ -343,6 +379,8 @@ def claims_details_markdown(frame: pd.DataFrame, level: str = "###") -> str:
             row.statement,
             "",
             f"- ours: {row.evidence}",
+            *([f"- ours, each seed alone: {row.per_seed}"] if isinstance(getattr(row, "per_seed", ""), str)
+              and row.per_seed else []),
             f"- the authors' numbers: {row.reference_verdict} ({row.reference_evidence})",
             "",
         ]

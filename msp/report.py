@@ -99,7 +99,8 @@ def _claims(args) -> None:
     labels = _labels(args.labels)
     ours = claims_mod.check_claims(tables.summarize(runs), runs.get("sbd"), labels, args.accl_train_horizon)
     theirs = claims_mod.check_claims(tables.read_reference(args.reference), None, labels, 5)
-    frame = claims_mod.claims_frame(ours, theirs)
+    per_seed = claims_mod.per_seed_verdicts(runs, labels, args.accl_train_horizon)
+    frame = claims_mod.claims_frame(ours, theirs, per_seed)
     for path in args.out:
         if path.endswith(".csv"):
             io.write_text(path, frame.to_csv(index=False))
@@ -110,7 +111,8 @@ def _claims(args) -> None:
     if args.compact:
         io.write_csv(args.compact, claims_mod.compact_frame(frame), index=False)
     for claim in ours:
-        print(f"claim {claim.number}: {claim.verdict}: {claim.evidence}")
+        seeds = claims_mod.per_seed_text(per_seed.get(claim.number, {}))
+        print(f"claim {claim.number}: {claim.verdict}: {claim.evidence}" + (f" [{seeds}]" if seeds else ""))
 
 
 def _figure(args) -> None:

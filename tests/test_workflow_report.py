@@ -150,6 +150,39 @@ def test_claims_follow_the_numbers(tmp_path):
     assert list(pd.read_csv(out_csv).verdict) == ["held", "held", "not held", "not checked", "held"]
 
 
+def test_claims_say_when_the_seeds_disagree(tmp_path):
+    """The verdict is on the mean over seeds; each seed is also checked alone. Seed 2's neural
+    transition at T_p = 1 (8.0) is worse than its MSP (7.5), so claim 2's short-horizon half
+    fails on seed 2 alone, while on the mean (4.25 vs 5.0) and on seed 1 (0.5 vs 2.5) it holds."""
+    files, _ = write_fake_results(tmp_path)
+    seed2 = tmp_path / "results/mnist/neural_trans/seed2/eval/prediction.csv"
+    frame = pd.read_csv(seed2)
+    frame.loc[frame.horizon == 1, "mse"] = 8.0
+    frame.to_csv(seed2, index=False)
+    gathered = gather_all(tmp_path, files)
+    out_csv, out_md, compact = tmp_path / "claims.csv", tmp_path / "claims.md", tmp_path / "claims_summary.csv"
+    assert run("report", "claims", "--inputs", *gathered, "--labels", *LABELS, "--out", out_csv, out_md,
+               "--compact", compact) == 0
+    verdicts = pd.read_csv(out_csv, keep_default_na=False).set_index("claim")
+    assert list(verdicts.verdict) == ["held", "held", "held", "not checked", "held"]
+    assert verdicts.loc[2, "per_seed"] == "seed 1: held; seed 2: not held"
+    assert verdicts.loc[1, "per_seed"] == "seed 1: held; seed 2: held"
+    table = pd.read_csv(compact).set_index(pd.RangeIndex(1, 6))
+    assert table.loc[2, "Verdict"] == "held (held on 1 of 2 seeds)"
+    assert list(table.Verdict.drop(2)) == ["held", "held", "not checked", "held"]  # seeds agree: no note
+    assert "- ours, each seed alone: seed 1: held; seed 2: not held" in out_md.read_text()
+
+    # one seed: no per-seed column content, the verdicts as before
+    one = tmp_path / "one"
+    files, _ = write_fake_results(one)
+    for kind, paths in files.items():
+        files[kind] = [path for path in paths if "seed1" in str(path)]
+    gathered = gather_all(one, files)
+    assert run("report", "claims", "--inputs", *gathered, "--out", out_csv, "--compact", compact) == 0
+    assert (pd.read_csv(out_csv, keep_default_na=False).per_seed == "").all()
+    assert list(pd.read_csv(compact).Verdict) == ["held", "held", "held", "not checked", "held"]
+
+
 def test_claim_5_fails_on_merged_or_shared_blocks(tmp_path):
     """A coarser partition (two factors' blocks merged) is neither finest nor disjoint: claim 5
     must not hold on it, although its off-block energy is as low as the right one's."""
