@@ -340,6 +340,7 @@ def _compact_verdict(row) -> str:
     per_seed = getattr(row, "per_seed", "")
     per_seed = per_seed if isinstance(per_seed, str) else ""  # absent or NaN: an older claims.csv
     seeds = [part.split(": ", 1)[1] for part in per_seed.split("; ") if ": " in part]
+    seeds = [v for v in seeds if v != NOT_CHECKED]  # a seed without the runs a claim needs says nothing
     if not seeds or row.verdict == NOT_CHECKED or all(v == row.verdict for v in seeds):
         return row.verdict
     return f"{row.verdict} (held on {seeds.count(HELD)} of {len(seeds)} seeds)"
