@@ -9,7 +9,7 @@ What it has learned: the colour AND the rotation. Its predictions (looked at) ar
 that turn and change hue with the truth for several frames. The T_p = 1 margin (below half the
 better baseline) is what tells this from the hue-only plateau where MSP sits without the
 warm-up (a rotation-symmetric disc of the right hue: 37-40 at T_p = 1, 0.58-0.62 of the better
-baseline, README "Learning on a CPU"), so the test fails if the rotation is no longer learned.
+baseline, docs/cpu_scale.md), so the test fails if the rotation is no longer learned.
 
 Whether its fitted transitions split into blocks is asserted too, as a strict xfail on the
 seed the test trains: SBD finds one block on seeds 1, 2 and 3 (eigengaps 1.3, 5.9, 5.7 against
@@ -18,10 +18,10 @@ the threshold 10). Before the generator fix of 2026-12 changed the random stream
 it into a plain assertion. The structure is weak at this scale, not hidden from the block
 finder: the transitions, even the rotation-only ones, do not commute cleanly (no clear step in
 the commutator spectrum, with more transitions or any weighting; dim_a 8 and T_pred 2 did not
-help; README, "Science test").
+help; docs/cpu_scale.md, "The science test").
 
-Margins come from measured runs (seeds 1-3; numbers in MARGIN_* below and README, "Science
-test"), well inside the spread of those runs: the test is seeded but not knife-edge.
+Margins come from measured runs (seeds 1-3; numbers in MARGIN_* below and docs/cpu_scale.md,
+"The science test"), well inside the spread of those runs: the test is seeded but not knife-edge.
 The sweep behind them: `python tests/test_science.py OUT_DIR 1 2 3`.
 """
 
@@ -41,12 +41,12 @@ from msp.train import train
 ROTATE_RECOLOUR = {"max_pos": [0.0, 0.0]}  # digit 4 rotating and changing hue in place; no translation
 ITERATIONS = 1500  # the demo's MSP recipe (configs/demo.yaml): lr 3e-4, decay at 80%
 WARMUP = 500  # reconstruction warm-up steps (docs/method.md, 'Training'); without it: the hue-only plateau
-DIM_A = 16  # latent transition size a (M is a x a); 8 tried: README, "Science test"
-T_PRED = 1  # predicted frames per training sequence; 2 tried: README, "Science test"
+DIM_A = 16  # latent transition size a (M is a x a); 8 tried: docs/cpu_scale.md, "The science test"
+T_PRED = 1  # predicted frames per training sequence; 2 tried: docs/cpu_scale.md, "The science test"
 EVAL_T = 10  # 2 conditioning frames, horizons 1..8
 EVAL_BATCHES, EVAL_BATCH = 8, 16  # 128 test sequences
 
-# Assertions, each from the seed sweep in the module docstring (numbers: README, "Science test").
+# Assertions, each from the seed sweep in the module docstring (numbers: docs/cpu_scale.md, "The science test").
 MARGIN_T1 = 0.5  # at T_p = 1 MSP is below half the better baseline (measured 0.26 on seeds 1-3; hue only: 0.58-0.62)
 MARGIN_ALL = 0.85  # at every horizon 1..8 below 85% of it (measured at most 0.66-0.69, at T_p = 8)
 MIN_BLOCKS = 2  # SBD (msp.sbd.run_sbd, the project's block finder) finds at least two blocks
@@ -100,7 +100,7 @@ def test_msp_beats_both_trivial_baselines(seed1):
 
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason="measured: at this scale SBD finds one block on seeds 1, 2 and 3 "
-                                       "(eigengaps 1.3, 5.9, 5.7 < 10); README, 'Science test'")
+                                       "(eigengaps 1.3, 5.9, 5.7 < 10); docs/cpu_scale.md, 'The science test'")
 def test_fitted_transitions_split_into_blocks(seed1):
     assert seed1["n_blocks"] >= MIN_BLOCKS, seed1["blocks"]
 
