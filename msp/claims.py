@@ -12,6 +12,7 @@ The tests are stated in each function's docstring; they pass on the authors' num
 
 import json
 import math
+import numbers
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -315,9 +316,12 @@ def claims_frame(ours: list[Claim], reference: list[Claim], per_seed: dict | Non
     """One row per claim. `deciding`: our numbers on the dataset that decides our verdict;
     `reference_deciding`: the authors' numbers on that same dataset when they have it (else
     on the dataset that decides theirs); `per_seed`: each seed's verdict (per_seed_verdicts),
-    empty with one seed."""
+    empty with one seed; `seeds_checked` / `seeds_held`: how many seeds the claim could be
+    checked on alone, and on how many of them it held."""
     rows = []
     for c, r in zip(ours, reference):
+        seeds = (per_seed or {}).get(c.number, {})
+        checked = [v for v in seeds.values() if v != NOT_CHECKED]  # a seed without the claim's runs says nothing
         dataset = c.deciding_dataset()
         rows.append({
             "claim": c.number,
@@ -329,7 +333,9 @@ def claims_frame(ours: list[Claim], reference: list[Claim], per_seed: dict | Non
             "evidence": c.evidence,
             "reference_verdict": r.verdict,
             "reference_evidence": r.evidence,
-            "per_seed": per_seed_text((per_seed or {}).get(c.number, {})),
+            "per_seed": per_seed_text(seeds),
+            "seeds_checked": len(checked),
+            "seeds_held": checked.count(HELD),
         })
     return pd.DataFrame(rows)
 
@@ -337,13 +343,13 @@ def claims_frame(ours: list[Claim], reference: list[Claim], per_seed: dict | Non
 def _compact_verdict(row) -> str:
     """The verdict on the mean over seeds, with 'held on k of n seeds' when the seeds do not
     all agree with it (a verdict that one seed carries is not the same as one every seed gives)."""
-    per_seed = getattr(row, "per_seed", "")
-    per_seed = per_seed if isinstance(per_seed, str) else ""  # absent or NaN: an older claims.csv
-    seeds = [part.split(": ", 1)[1] for part in per_seed.split("; ") if ": " in part]
-    seeds = [v for v in seeds if v != NOT_CHECKED]  # a seed without the runs a claim needs says nothing
-    if not seeds or row.verdict == NOT_CHECKED or all(v == row.verdict for v in seeds):
+    checked, held = getattr(row, "seeds_checked", ""), getattr(row, "seeds_held", "")
+    if not isinstance(checked, numbers.Integral) or not isinstance(held, numbers.Integral):  # absent: an older claims.csv
         return row.verdict
-    return f"{row.verdict} (held on {seeds.count(HELD)} of {len(seeds)} seeds)"
+    agree = held == checked if row.verdict == HELD else held == 0
+    if checked == 0 or row.verdict == NOT_CHECKED or agree:
+        return row.verdict
+    return f"{row.verdict} (held on {held} of {checked} seeds)"
 
 
 COMPACT_COLUMNS = {"claim": "Claim", "verdict": "Verdict", "deciding": "Our deciding number",

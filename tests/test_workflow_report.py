@@ -173,8 +173,9 @@ def test_claims_say_when_the_seeds_disagree(tmp_path):
     assert "- ours, each seed alone: seed 1: held; seed 2: not held" in out_md.read_text()
     # a seed that lacks a claim's runs is "not checked" alone and does not count against the mean
     frame = pd.read_csv(out_csv, keep_default_na=False)
-    frame.loc[frame.claim == 3, "per_seed"] = "seed 1: held; seed 2: not checked"
-    assert list(claims.compact_frame(frame).Verdict)[2] == "held"
+    frame.loc[frame.claim == 3, ["per_seed", "seeds_checked", "seeds_held"]] = ["seed 1: held; seed 2: not checked", 1, 1]
+    assert list(claims.compact_frame(frame).Verdict)[1:3] == ["held (held on 1 of 2 seeds)", "held"]  # read back (report.md)
+    assert list(claims.compact_frame(frame.drop(columns=["seeds_checked", "seeds_held"])).Verdict)[1] == "held"  # older csv
 
     # one seed: no per-seed column content, the verdicts as before
     one = tmp_path / "one"
