@@ -74,8 +74,8 @@ def measure(seed: int, out_dir) -> dict:
 
 
 def measure_checkpoint(path, sbd_methods=("algebraic",)) -> dict:
-    """One trained model -> errors per horizon (MSP, copy last, mean frame) and, per SBD method, its
-    summary (keys of the first method plain, of the others prefixed 'METHOD_')."""
+    """One trained model -> errors per horizon (MSP, copy last, mean frame), the commutant's gap and,
+    per SBD method, its blocks and scores (keys of the first method plain, of the others 'METHOD_...')."""
     model, config = load_checkpoint(path, map_location="cpu")
     model.eval()
 
@@ -91,8 +91,9 @@ def measure_checkpoint(path, sbd_methods=("algebraic",)) -> dict:
         summary, _ = sbd.run_sbd(model, make_generator, sbd.SBDSettings(T=EVAL_T, batch_size=32, n_batches=8,
                                                                         component_batches=3, method=method))
         prefix = "" if i == 0 else f"{method}_"
+        result["gap"] = float(summary["gap"])  # the commutant's, the same whatever the method
         result.update({prefix + "n_blocks": int(summary["n_blocks"]), prefix + "blocks": summary["blocks"],
-                       prefix + "gap": float(summary["gap"]), prefix + "factor_blocks": summary["factor_blocks"],
+                       prefix + "factor_blocks": summary["factor_blocks"],
                        prefix + "shared_blocks": summary["shared_blocks"],
                        prefix + "offblock_energy_after": float(summary["offblock_energy_after"]),
                        prefix + "offblock_energy_chance": float(summary["offblock_energy_chance"])})
@@ -139,7 +140,7 @@ if __name__ == "__main__":
     methods = ("algebraic", "authors") if args.authors_sbd else ("algebraic",)
 
     def blocks(r, prefix=""):
-        return (f"{r[prefix + 'n_blocks']} (gap {r[prefix + 'gap']:.1f}, sizes {[len(b) for b in r[prefix + 'blocks']]}, "
+        return (f"{r[prefix + 'n_blocks']} (sizes {[len(b) for b in r[prefix + 'blocks']]}, "
                 f"owned {r[prefix + 'factor_blocks']}, shared {r[prefix + 'shared_blocks']}, off-block "
                 f"{r[prefix + 'offblock_energy_after']:.3f} vs chance {r[prefix + 'offblock_energy_chance']:.3f})")
 
@@ -154,5 +155,5 @@ if __name__ == "__main__":
             row = " ".join(f"T{h}: {r['msp'][h - 1]:.1f}/{r['copy_last'][h - 1]:.1f}/{r['mean_frame'][h - 1]:.1f}"
                            for h in range(1, EVAL_T - 1))
             print(f"seed {seed} {path.name} ({time.time() - start:.0f}s) msp/copy/mean {row} | MSP/better baseline "
-                  f"T1 {r['msp'][0] / best[0]:.2f}, max {(r['msp'] / best).max():.2f} | blocks {blocks(r)}"
+                  f"T1 {r['msp'][0] / best[0]:.2f}, max {(r['msp'] / best).max():.2f} | gap {r['gap']:.1f}, blocks {blocks(r)}"
                   + (f" | authors' SBD: blocks {blocks(r, 'authors_')}" if args.authors_sbd else ""), flush=True)
