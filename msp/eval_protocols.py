@@ -96,15 +96,47 @@ def _n_rolls(xs, T_cond):
     return n_rolls
 
 
+def predict_with_transition_from(model, xs, T_cond, fit_frames):
+    """Diagnostic, not the paper's protocol (docs/evaluation.md, 'Diagnostics'): M* fitted on the
+    first `fit_frames` frames of each sequence, rolled out from the last conditioning latent as in
+    the protocol; frames past T_cond are ones it then predicts, so fit_frames > T_cond is an oracle.
+    xs: (N, T, C, H, W) -> (N, T - T_cond, C, H, W)."""
+    spec = registry.MODELS.get(model.name)
+    if spec is None or not spec.fits_whole_sequence:
+        fitting = [name for name, s in registry.MODELS.items() if s.fits_whole_sequence]
+        raise ValueError(f"fitting the transition on other frames needs a least-squares model ({', '.join(fitting)}); "
+                         f"{model.name!r} reads a fixed number of frames")
+    if not T_cond <= fit_frames <= xs.shape[1]:
+        raise ValueError(f"fit_frames={fit_frames} must lie between T_cond={T_cond} and the sequence length T={xs.shape[1]}")
+    state = model.infer_transition(xs[:, :fit_frames])
+    if "A" in state:  # its M* is the operator at the last fitted pair, not at T_cond
+        raise ValueError(f"{model.name!r} is second order: fitting on other frames than its T_cond is not defined")
+    state["H"] = state["H"][:, :T_cond]  # (N, T_cond, m, a): roll from the last conditioning latent
+    return model.decode(model.rollout(state, _n_rolls(xs, T_cond)))
+
+
+def reconstruct_targets(model, xs, T_cond):
+    """Diagnostic (docs/evaluation.md, 'Diagnostics'): each future frame decoded from its own latent,
+    the floor the autoencoder sets for any transition. xs: (N, T, C, H, W) -> (N, T - T_cond, C, H, W)."""
+    if not getattr(model, "has_decoder", True):
+        raise ValueError(f"{model.name!r} has no decoder: there is nothing to reconstruct")
+    _n_rolls(xs, T_cond)
+    return model.decode(model.encode(xs[:, T_cond:]))
+
+
 @torch.no_grad()
-def prediction_errors(model, generator, T_cond, batch_size, n_batches):
+def prediction_errors(model, generator, T_cond, batch_size, n_batches, *, fit_frames=None, reconstruct=False):
     """Extrapolation error (docs/evaluation.md, 'Prediction error'): -> (S, n_rolls) per sequence and horizon,
-    S = batch_size * n_batches, n_rolls = T - T_cond."""
+    S = batch_size * n_batches, n_rolls = T - T_cond. fit_frames / reconstruct: the diagnostics above."""
     errors = []
     for _ in range(n_batches):
         xs = generator.sample(batch_size)  # (N, T, C, H, W)
-        n_rolls = _n_rolls(xs, T_cond)
-        pred = model.predict(xs[:, :T_cond], n_rolls)
+        if reconstruct:
+            pred = reconstruct_targets(model, xs, T_cond)
+        elif fit_frames is not None:
+            pred = predict_with_transition_from(model, xs, T_cond, fit_frames)
+        else:
+            pred = model.predict(xs[:, :T_cond], _n_rolls(xs, T_cond))
         errors.append(per_frame_sse(pred, xs[:, T_cond:]).cpu())
     return torch.cat(errors).numpy()
 

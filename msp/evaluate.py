@@ -92,6 +92,13 @@ def add_arguments(parser: argparse.ArgumentParser):
                                            "mnist_bg 10; 3dshapes 8; smallNORB 6; another T is labelled in the tables)",
             baselines=True)
     p.add_argument("--n-batches", type=int, default=None, help="default: the authors' loader, ceil(eval_size / batch)")
+    diagnostic = p.add_mutually_exclusive_group()
+    diagnostic.add_argument("--fit-frames", type=int, default=None, metavar="N",
+                            help="diagnostic, not the paper's protocol: fit each sequence's M* on its first N frames "
+                                 "(N > T_cond: frames it then predicts, an oracle estimate) and roll out from the last "
+                                 "conditioning frame; least-squares models (docs/evaluation.md, 'Diagnostics')")
+    diagnostic.add_argument("--reconstruct", action="store_true",
+                            help="diagnostic: decode every future frame from its own latent (the autoencoder's floor)")
     p = sub.add_parser("equivariance", help="L^p and L^p_equiv per horizon -> CSV horizon,Lp,Lp_equiv,n_sequences")
     _common(p, batch_size=32, seed=1, T_help="sequence length (default: mnist 10, mnist_accl 20, 3dshapes 8, smallNORB 6)",
             baselines=True)
@@ -169,8 +176,11 @@ def main(args):
         if args.action == "prediction":
             n_batches = args.n_batches or ep.default_n_batches(name, args.batch_size)
             T = args.T or protocol.prediction_T
+            if args.baseline and (args.fit_frames is not None or args.reconstruct):
+                raise SystemExit("--fit-frames and --reconstruct diagnose a trained model; a --baseline has no latent")
             model, gen = make_model(T), make_generator(T=T)
-            errors = ep.prediction_errors(model, gen, T_cond, args.batch_size, n_batches)
+            errors = ep.prediction_errors(model, gen, T_cond, args.batch_size, n_batches,
+                                          fit_frames=args.fit_frames, reconstruct=args.reconstruct)
             io.write_csv(args.out, ep.summarize_prediction(errors))
         elif args.action == "equivariance":
             T = args.T or protocol.equivariance_T

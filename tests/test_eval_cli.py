@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from fake_world import run_msp
+from msp.cli import main as msp_main
 
 
 def test_cli_defaults_follow_the_protocols(tmp_path, fake_world):
@@ -28,6 +29,22 @@ def test_cli_defaults_follow_the_protocols(tmp_path, fake_world):
     np.testing.assert_allclose(table.Lp_equiv, table.Lp, rtol=1e-3)  # the fake's M depends on g only
     assert fake_world[-1] == {"split": "test", "T": 10, "seed": 1, "root": "elsewhere", "shared_transition": True}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e.csv", "p.csv"]  # no temporary files left
+
+
+def test_cli_prediction_diagnostics(tmp_path, fake_world):
+    base = ["evaluate", "prediction", "--checkpoint", "x.pt", "--device", "cpu", "--n-batches", "2"]
+    for name, extra in [("p", []), ("fit", ["--fit-frames", "20"]), ("rec", ["--reconstruct"])]:
+        run_msp([*base, *extra, "--out", str(tmp_path / f"{name}.csv")])
+    protocol, fit, rec = (pd.read_csv(tmp_path / f"{n}.csv") for n in ("p", "fit", "rec"))
+    assert list(fit.columns) == list(rec.columns) == list(protocol.columns) and len(fit) == len(rec) == 18
+    # the fake world is exactly linear: two frames already give the exact M*, more change nothing,
+    # and the roll-out adds nothing to the decoder's own loss (gain 0.9: 0.01 |x|^2 per frame)
+    np.testing.assert_allclose(fit.mse, protocol.mse, rtol=1e-4)
+    np.testing.assert_allclose(rec.mse, protocol.mse, rtol=1e-4)
+    with pytest.raises(SystemExit, match="a --baseline has no latent"):
+        msp_main(["evaluate", "prediction", "--baseline", "baseline_copy_last", "--dataset", "mnist", "--reconstruct",
+                  "--out", str(tmp_path / "b.csv"), "--n-batches", "1"])
+    assert not (tmp_path / "b.csv").exists()
 
 
 def test_cli_sbd_and_samples_files(tmp_path, fake_world):
@@ -66,6 +83,9 @@ def test_end_to_end_on_a_tiny_trained_checkpoint(tmp_path):
     ckpt = str(tmp_path / "run" / "model.pt")
     small = ["--checkpoint", ckpt, "--device", "cpu"]
     run_msp(["evaluate", "prediction", *small, "--out", str(tmp_path / "p.csv"), "--n-batches", "2", "--batch-size", "2"])
+    for name, extra in [("fit", ["--fit-frames", "20"]), ("rec", ["--reconstruct"])]:  # the diagnostics, real model
+        run_msp(["evaluate", "prediction", *small, *extra, "--out", str(tmp_path / f"{name}.csv"),
+                 "--n-batches", "2", "--batch-size", "2"])
     run_msp(["evaluate", "equivariance", *small, "--out", str(tmp_path / "e.csv"), "--n-batches", "1", "--batch-size", "3"])
     run_msp(["evaluate", "samples", *small, "--out", str(tmp_path / "s.npz"), "--batch-size", "2"])
     run_msp(["evaluate", "sbd", *small, "--out", str(tmp_path / "sbd"), "--n-batches", "2", "--batch-size", "8",
@@ -73,6 +93,9 @@ def test_end_to_end_on_a_tiny_trained_checkpoint(tmp_path):
     pred = pd.read_csv(tmp_path / "p.csv")
     assert list(pred.columns) == ["horizon", "mse", "mse_sem", "n_sequences"] and len(pred) == 18
     assert np.isfinite(pred.mse).all() and (pred.mse > 0).all() and (pred.n_sequences == 4).all()
+    for name in ("fit", "rec"):
+        diag = pd.read_csv(tmp_path / f"{name}.csv")
+        assert len(diag) == 18 and np.isfinite(diag.mse).all() and (diag.n_sequences == 4).all()
     equiv = pd.read_csv(tmp_path / "e.csv")
     assert list(equiv.columns) == ["horizon", "Lp", "Lp_equiv", "n_sequences"] and len(equiv) == 8
     samples = np.load(tmp_path / "s.npz")

@@ -43,6 +43,66 @@ def test_perfect_model_has_zero_error_and_same_seed_same_sequences():
     np.testing.assert_array_equal(a, b)
 
 
+def test_transition_fitted_on_more_frames_matches_a_hand_computation():
+    model, T_cond, T = FakeModel(), 2, 6
+    errors = ep.prediction_errors(model, FakeSequences(T=T, seed=4), T_cond, 3, 2, fit_frames=5)
+    again = FakeSequences(T=T, seed=4)
+    xs = torch.cat([again.sample(3), again.sample(3)]).double().numpy()[:, :, 0]  # (6, T, m, a)
+    for i in range(6):
+        A = xs[i, 0:4].reshape(-1, 5)  # pairs (0, 1) .. (3, 4): the first 5 frames
+        B = xs[i, 1:5].reshape(-1, 5)
+        M, h = np.linalg.lstsq(A, B, rcond=None)[0], xs[i, T_cond - 1]  # rolled from frame 1, not frame 4
+        for k in range(T - T_cond):
+            h = h @ M
+            assert errors[i, k] == pytest.approx(((xs[i, T_cond + k] - 0.9 * h) ** 2).sum(), rel=1e-4)
+    # with fit_frames = T_cond it is the protocol itself
+    np.testing.assert_array_equal(ep.prediction_errors(model, FakeSequences(T=T, seed=4), T_cond, 3, 2, fit_frames=2),
+                                  ep.prediction_errors(model, FakeSequences(T=T, seed=4), T_cond, 3, 2))
+
+
+def test_more_frames_for_the_fit_beat_a_corrupted_conditioning_pair():
+    class CorruptedFirstFrame(FakeSequences):  # frame 0 off the linear path: the 2-frame M* is wrong
+        def sample(self, batch_size):
+            xs = super().sample(batch_size)
+            xs[:, 0] += 0.3 * torch.randn(xs[:, 0].shape, generator=self.gen)
+            return xs
+    model = FakeModel(gain=1.0)
+    protocol = ep.prediction_errors(model, CorruptedFirstFrame(T=12, seed=2), 2, 8, 2)
+    oracle = ep.prediction_errors(model, CorruptedFirstFrame(T=12, seed=2), 2, 8, 2, fit_frames=12)
+    assert protocol.mean(0)[-1] > 1.0  # the wrong M*, raised to the 10th power
+    assert oracle.mean(0)[-1] < 0.1 * protocol.mean(0)[-1]  # ten clean pairs outvote the corrupted one
+
+
+def test_reconstruction_floor_is_the_decoder_on_the_true_latents():
+    errors = ep.prediction_errors(FakeModel(gain=0.9), FakeSequences(T=5, seed=3), 2, 4, 1, reconstruct=True)
+    xs = FakeSequences(T=5, seed=3).sample(4).double()[:, 2:, 0]  # (4, 3, m, a)
+    np.testing.assert_allclose(errors, 0.01 * (xs ** 2).sum(dim=(2, 3)).numpy(), rtol=1e-4)  # |x - 0.9 x|^2
+
+
+def test_diagnostics_refuse_what_they_cannot_do():
+    class NeuralM(FakeModel):
+        name = "neuralM"
+    with pytest.raises(ValueError, match="least-squares model.*'neuralM'"):
+        ep.prediction_errors(NeuralM(), FakeSequences(T=5), 2, 2, 1, fit_frames=5)
+    with pytest.raises(ValueError, match="between T_cond=2 and .*T=5"):
+        ep.prediction_errors(FakeModel(), FakeSequences(T=5), 2, 2, 1, fit_frames=6)
+    with pytest.raises(ValueError, match="between T_cond=2"):
+        ep.prediction_errors(FakeModel(), FakeSequences(T=5), 2, 2, 1, fit_frames=1)
+
+    class SecondOrder(FakeModel):
+        name = "holstsq"
+
+        def infer_transition(self, xs_cond):
+            return {**super().infer_transition(xs_cond), "A": None}
+    with pytest.raises(ValueError, match="second order"):
+        ep.prediction_errors(SecondOrder(), FakeSequences(T=5), 2, 2, 1, fit_frames=5)
+
+    class NoDecoder(FakeModel):
+        has_decoder, name = False, "cpc"
+    with pytest.raises(ValueError, match="'cpc' has no decoder"):
+        ep.prediction_errors(NoDecoder(), FakeSequences(T=5), 2, 2, 1, reconstruct=True)
+
+
 def test_swap_rolls_every_key_but_H():
     state = {"H": torch.arange(4), "M": torch.arange(4) * 10, "A": torch.arange(4) * 100}
     swapped = ep.swap_transitions(state)
