@@ -103,8 +103,11 @@ def predict_with_transition_from(model, xs, T_cond, fit_frames):
     xs: (N, T, C, H, W) -> (N, T - T_cond, C, H, W)."""
     spec = registry.MODELS.get(model.name)
     if spec is None or not spec.fits_whole_sequence:
-        fitting = [name for name, s in registry.MODELS.items() if s.fits_whole_sequence]
-        raise ValueError(f"fitting the transition on other frames needs a least-squares model ({', '.join(fitting)}); "
+        from msp.seqae import SeqAE  # only for the message: which models roll out in first order
+
+        fitting = [name for name, s in registry.MODELS.items() if s.fits_whole_sequence and s.cls.rollout is SeqAE.rollout]
+        raise ValueError(f"fitting the transition on other frames needs a first-order least-squares model "
+                         f"({', '.join(fitting)}); "
                          f"{model.name!r} reads a fixed number of frames")
     if not T_cond <= fit_frames <= xs.shape[1]:
         raise ValueError(f"fit_frames={fit_frames} must lie between T_cond={T_cond} and the sequence length T={xs.shape[1]}")

@@ -82,8 +82,9 @@ def test_reconstruction_floor_is_the_decoder_on_the_true_latents():
 def test_diagnostics_refuse_what_they_cannot_do():
     class NeuralM(FakeModel):
         name = "neuralM"
-    with pytest.raises(ValueError, match="least-squares model.*'neuralM'"):
+    with pytest.raises(ValueError, match="least-squares model.*'neuralM'") as refused:
         ep.prediction_errors(NeuralM(), FakeSequences(T=5), 2, 2, 1, fit_frames=5)
+    assert "lstsq_multi" in str(refused.value) and "holstsq" not in str(refused.value)  # second order is refused too
     with pytest.raises(ValueError, match="between T_cond=2 and .*T=5"):
         ep.prediction_errors(FakeModel(), FakeSequences(T=5), 2, 2, 1, fit_frames=6)
     with pytest.raises(ValueError, match="between T_cond=2"):
