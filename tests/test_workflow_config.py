@@ -166,6 +166,36 @@ def test_cpu_10k_steps_overlay_lengthens_only_the_mnist_schedule():
         assert long == short, run
 
 
+def test_cpu_10k_tpred3_overlay_changes_only_the_predicted_frames_of_the_four_claim_2_models():
+    """configs/cpu_10k_tpred3.yaml, merged over cpu.yaml and cpu_10k_steps.yaml in that order:
+    the same grid, MSP, MSP fixed blocks, Neural M* and the neural transition on mnist with
+    T_pred 3, every other key of every run (the reconstruction model, mnist_accl, the schedule)
+    as the 10,000-step overlay has it, in its own results folder."""
+    def merged(*overlays):
+        config = yaml.safe_load((ROOT / "configs" / "cpu.yaml").read_text())
+        for name in overlays:
+            update_config(config, yaml.safe_load((ROOT / "configs" / name).read_text()))
+        validate(config, str(SCHEMA))
+        runs.check_config(config)
+        return config
+
+    ten_k = merged("cpu_10k_steps.yaml")
+    tpred3 = merged("cpu_10k_steps.yaml", "cpu_10k_tpred3.yaml")
+    assert [(r.dataset, r.model, r.seed) for r in runs.runs(tpred3)] == \
+        [(r.dataset, r.model, r.seed) for r in runs.runs(ten_k)]
+    assert tpred3["results"] not in (ten_k["results"], "results/cpu")
+    changed = set()
+    for run in runs.runs(tpred3):
+        new = runs.run_config(tpred3, run.dataset, run.model, run.seed)
+        old = runs.run_config(ten_k, run.dataset, run.model, run.seed)
+        if new != old:
+            assert (old["model"]["T_pred"], new["model"]["T_pred"]) == (1, 3), run
+            new["model"]["T_pred"] = 1
+            assert new == old, run
+            changed.add((run.dataset, run.model))
+    assert changed == {("mnist", m) for m in ("lstsq", "lstsq_multi", "neuralM", "neural_trans")}
+
+
 def _mutations():
     def unknown_key(c):
         c["datasets"]["mnist"]["iteratons"] = 10
