@@ -138,15 +138,22 @@ def test_cpu_config_has_the_models_of_claims_1_to_4():
     assert {r.model for r in runs.evaluated_runs(cpu, "equivariance", "mnist")} >= {"lstsq", "neuralM", "lstsq_rec"}
 
 
+def merged_cpu_config(*overlays) -> dict:
+    """configs/cpu.yaml with the named overlays merged over it in order, as Snakemake merges
+    several --configfile (snakemake.utils.update_config), then validated and checked."""
+    config = yaml.safe_load((ROOT / "configs" / "cpu.yaml").read_text())
+    for name in overlays:
+        update_config(config, yaml.safe_load((ROOT / "configs" / name).read_text()))
+    validate(config, str(SCHEMA))
+    runs.check_config(config)
+    return config
+
+
 def test_cpu_10k_steps_overlay_lengthens_only_the_mnist_schedule():
     """configs/cpu_10k_steps.yaml is merged over cpu.yaml as Snakemake merges two --configfile
     (snakemake.utils.update_config): the same grid, the mnist trainings at 10,000 steps with the
     decay still at 80%, its own results folder, nothing else changed."""
-    cpu = yaml.safe_load((ROOT / "configs" / "cpu.yaml").read_text())
-    merged = copy.deepcopy(cpu)
-    update_config(merged, yaml.safe_load((ROOT / "configs" / "cpu_10k_steps.yaml").read_text()))
-    validate(merged, str(SCHEMA))
-    runs.check_config(merged)
+    merged = merged_cpu_config("cpu_10k_steps.yaml")
     short_config = load("cpu.yaml")
 
     def grid(config):
@@ -155,7 +162,7 @@ def test_cpu_10k_steps_overlay_lengthens_only_the_mnist_schedule():
     assert grid(merged) == grid(short_config)
     mnist = merged["datasets"]["mnist"]
     assert (mnist["iterations"], mnist["lr_decay_iter"]) == (10000, 8000)
-    assert merged["results"] != cpu["results"]
+    assert merged["results"] != short_config["results"]
     for run in runs.runs(merged):
         long = runs.run_config(merged, run.dataset, run.model, run.seed)
         short = runs.run_config(short_config, run.dataset, run.model, run.seed)
@@ -171,16 +178,8 @@ def test_cpu_10k_tpred3_overlay_changes_only_the_predicted_frames_of_the_four_cl
     the same grid, MSP, MSP fixed blocks, Neural M* and the neural transition on mnist with
     T_pred 3, every other key of every run (the reconstruction model, mnist_accl, the schedule)
     as the 10,000-step overlay has it, in its own results folder."""
-    def merged(*overlays):
-        config = yaml.safe_load((ROOT / "configs" / "cpu.yaml").read_text())
-        for name in overlays:
-            update_config(config, yaml.safe_load((ROOT / "configs" / name).read_text()))
-        validate(config, str(SCHEMA))
-        runs.check_config(config)
-        return config
-
-    ten_k = merged("cpu_10k_steps.yaml")
-    tpred3 = merged("cpu_10k_steps.yaml", "cpu_10k_tpred3.yaml")
+    ten_k = merged_cpu_config("cpu_10k_steps.yaml")
+    tpred3 = merged_cpu_config("cpu_10k_steps.yaml", "cpu_10k_tpred3.yaml")
     assert [(r.dataset, r.model, r.seed) for r in runs.runs(tpred3)] == \
         [(r.dataset, r.model, r.seed) for r in runs.runs(ten_k)]
     assert tpred3["results"] not in (ten_k["results"], "results/cpu")
