@@ -20,3 +20,11 @@ def fake_world(monkeypatch):
     monkeypatch.setattr(evaluate, "load_checkpoint", lambda path, device: (FakeModel(), config))
     monkeypatch.setattr(eval_protocols, "make_generator", make_generator)
     return seen
+
+
+def pytest_collection_modifyitems(config, items):
+    """Files with slow or SLURM tests first (stable otherwise): with `-n auto --dist loadfile`
+    (README) the longest files then start at once instead of at the end of the alphabet, where
+    one worker finished them alone while the other sat idle."""
+    heavy_files = {item.path for item in items if item.get_closest_marker("slow") or item.get_closest_marker("slurm")}
+    items.sort(key=lambda item: item.path not in heavy_files)
