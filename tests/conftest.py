@@ -24,7 +24,7 @@ def fake_world(monkeypatch):
 
 def pytest_collection_modifyitems(config, items):
     """Files with slow or SLURM tests first (stable otherwise): with `-n auto --dist loadfile`
-    (README) the longest files then start at once instead of at the end of the alphabet, where
-    one worker finished them alone while the other sat idle."""
+    (README) the longest files start early rather than at the end of the alphabet, leaving the
+    short files to fill both workers at the end."""
     heavy_files = {item.path for item in items if item.get_closest_marker("slow") or item.get_closest_marker("slurm")}
     items.sort(key=lambda item: item.path not in heavy_files)
