@@ -19,7 +19,8 @@ import pandas as pd
 
 from msp import registry
 from msp.runs import is_baseline
-from msp.tables import fmt_number, lookup, summarize
+from msp.table_format import fmt_number
+from msp.tables import lookup, summarize
 
 HELD, NOT_HELD, NOT_CHECKED = "held", "not held", "not checked"
 MSP_MODELS = registry.models_in_group("msp")  # MSP and its variants

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from msp import claims, figures, tables
+from msp import claims, figures, table_format, tables
 from msp.cli import main as msp_main
 
 LABELS = ["lstsq=MSP", "lstsq_rec=Rec. model", "neuralM=Neural M*", "neural_trans=Neural trans."]
@@ -212,7 +212,7 @@ def test_other_sequence_lengths_are_labelled_not_like_for_like():
     ours = reference[(reference.evaluation == "prediction") & (reference.dataset == "mnist")].assign(dataset="mnist_bg")
     table = tables.prediction_table(ours, reference, {})
     assert not table.like_for_like.any() and (table.H == 8).all()
-    assert "not the paper's T" in tables.display_frame("prediction", table).H.iloc[0]
+    assert "not the paper's T" in table_format.display_frame("prediction", table).H.iloc[0]
     same = reference[(reference.evaluation == "prediction") & (reference.dataset == "mnist_bg")]
     assert tables.prediction_table(same, reference, {}).like_for_like.all()
 
