@@ -15,7 +15,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from msp.authors_checkpoint import AuthorsCheckpointError, fold_change_of_basis, load_authors_state_dict
+from msp.authors_weights import AuthorsCheckpointError, fold_change_of_basis, load_authors_state_dict
 from msp.models import build_model
 from msp.networks import set_fused_kernels
 from msp.checkpoint import load_checkpoint
