@@ -15,7 +15,6 @@ loop gives the pipelined step time that training actually sees.
 """
 
 import os
-import platform
 import resource
 import statistics
 import sys
@@ -26,6 +25,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from msp import io, registry, runs
 from msp.config import normalize_run_config
+from msp.device import cpu_model, resolve_device
 from msp.models import build_model, count_parameters
 from msp.performance import apply_speed_settings
 
@@ -90,7 +90,7 @@ def measure_cpu_matmul_peak(n: int = 2048, repeats: int = 3, dtype=torch.float32
 
 def device_info(device: torch.device, cpu_peak_size: int) -> dict:
     info = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count()}
+            "cpu": cpu_model(), "cpu_count": os.cpu_count()}
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
         info.update(name=name, peak_tflops=gpu_peak(name),
@@ -325,8 +325,6 @@ def main(args):
     threads = args.threads or (1 if args.quick else None)  # --quick: one thread, robust on busy CI hosts
     if threads:
         torch.set_num_threads(threads)
-    from msp.device import resolve_device
-
     device = resolve_device(args.device)
     steps = args.steps or (2 if args.quick else 10)
     warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)

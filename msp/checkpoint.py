@@ -2,9 +2,9 @@
 
 A checkpoint is a plain dict of tensors and primitive containers (docs/interfaces.md):
 model / optimizer state dicts, step, the full run config as a plain dict, RNG states as
-tensors, the data generator's state. So our own files load with `weights_only=True`: a
-checkpoint cannot run code when loaded. (The authors' snapshots are read by
-msp.authors_checkpoint, also with weights_only=True.)
+tensors, the data generator's state, the machines it was trained on. So our own files load
+with `weights_only=True`: a checkpoint cannot run code when loaded. (The authors' snapshots
+are read by msp.authors_checkpoint, also with weights_only=True.)
 
     RUN/checkpoints/step_XXXXXXXX.pt   periodic, newest resumed (msp.train)
     RUN/model.pt                       final, the completion marker
@@ -36,12 +36,13 @@ class UnsafeCheckpointError(RuntimeError):
     """A checkpoint file that is not plain data: unpickling it would run code."""
 
 
-def read_checkpoint(path, map_location="cpu") -> dict:
+def read_checkpoint(path, map_location="cpu", mmap: bool = False) -> dict:
     """torch.load of one of our checkpoint files: tensors and plain containers only. A file
     that names anything else (code to run when unpickled) raises UnsafeCheckpointError
-    naming the file; nothing in it runs."""
+    naming the file; nothing in it runs. mmap: tensors stay on disk until used (reading one
+    small entry of many checkpoints)."""
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as err:
         what = str(err).split("Unsupported global:", 1)[1].split(".", 1)[0].strip() \
             if "Unsupported global:" in str(err) else "an unsupported pickle instruction"
@@ -92,6 +93,12 @@ def load_latest_checkpoint(out_dir, map_location="cpu"):
         except Exception as err:  # truncated pickle/zip: fall back to the previous one
             warnings.warn(f"checkpoint {path} is unreadable ({type(err).__name__}: {err}); trying an older one")
     return None, None
+
+
+def recorded_machines(path) -> list[dict]:
+    """The machines a run was trained on (msp.device.machine_facts plus from_step, one per
+    training session); [] for a checkpoint from before they were recorded, or an imported one."""
+    return read_checkpoint(path, mmap=True).get("machines", [])
 
 
 def load_checkpoint(path, map_location="cpu"):

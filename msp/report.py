@@ -6,7 +6,8 @@ Each action is one thin step of the workflow (rules/evaluate.smk, rules/report.s
   claims   gathered CSVs -> results/tables/claims.{csv,md} (ours and the authors' verdicts) and
            claims_summary.csv (claim | verdict | our deciding number | the authors' number)
   figure   one figure of the authors' set, or the training curves -> PNG and/or PDF
-  summary  claims table, figures, tables, claim details -> one Markdown page (results/report.md)
+  summary  claims table, figures, tables, the machines, claim details -> one Markdown page
+           (results/report.md)
 """
 
 import argparse
@@ -18,6 +19,8 @@ import pandas as pd
 
 from msp import claims as claims_mod
 from msp import figures, io, tables
+from msp.checkpoint import recorded_machines
+from msp.device import describe_machine
 from msp.runs import BASELINE_LABELS
 
 FIGURES = ("comp_error", "equiv_error", "sbd", "sbd_components", "disentangle", "gen_images", "training_curves")
@@ -77,6 +80,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--tables", nargs="*", default=[], help="results/tables/*.md (others ignored)")
     p.add_argument("--claims", required=True, help="claims.csv (msp report claims), or a claims.md shown as it is")
     p.add_argument("--figures", nargs="*", default=[], help="figure files (PNG shown, others ignored)")
+    p.add_argument("--runs", nargs="*", default=[],
+                   help="the runs' model.pt (results/DATASET/MODEL/seedN/model.pt): which machine trained which")
     p.add_argument("--out", required=True)
 
 
@@ -149,6 +154,21 @@ def _figure(args) -> None:
     print(" ".join(args.out))
 
 
+def machines_markdown(model_paths) -> str:
+    """A table: each machine that trained runs (msp.device.describe_machine) and those runs.
+    A run resumed on another machine is listed under each of them."""
+    by_machine = {}
+    for path in model_paths:
+        run = "/".join(Path(path).parts[-4:-1])  # DATASET/MODEL/seedN
+        names = [describe_machine(m) for m in recorded_machines(path)] or ["not recorded (an older or imported model)"]
+        for name in dict.fromkeys(names):
+            by_machine.setdefault(name, []).append(run)
+    rows = [f"| {name} | {len(runs)} | {', '.join(runs)} |" for name, runs in by_machine.items()]
+    return "\n".join(["The last digits depend on the machine: on the CPU, oneDNN picks its convolution kernels by "
+                      "the instruction set (docs/cpu_scale.md, 'The same runs on another CPU').", "",
+                      "| machine | runs | which |", "|---|---|---|", *rows])
+
+
 def _summary(args) -> None:
     """report.md: one compact claims table, the figures, the tables, then the claims' details.
     --claims is claims.csv (msp report claims); a claims.md is placed at the top as it is."""
@@ -173,6 +193,8 @@ def _summary(args) -> None:
     for path in args.tables:
         if path.endswith(".md") and path not in baselines:
             parts += [f"### {Path(path).stem}", "", Path(path).read_text(), ""]
+    if args.runs:
+        parts += ["## Where the runs were trained", "", machines_markdown(args.runs), ""]
     if details:
         parts += ["## The claims in detail", "", details]
     io.write_text(args.out, "\n".join(parts))

@@ -20,7 +20,7 @@ from msp import io, registry
 from msp.checkpoint import (checkpoint_paths, load_latest_checkpoint, periodic_path, prune_checkpoints,
                             save_checkpoint)
 from msp.config import EXECUTION_KEYS, apply_execution, load_run_config, normalize_run_config
-from msp.device import DEVICE_HELP, resolve_device
+from msp.device import DEVICE_HELP, describe_machine, machine_facts, resolve_device
 from msp.dynamics import singular_sequences, watch_singular
 from msp.models import build_model
 from msp.performance import apply_speed_settings
@@ -139,6 +139,9 @@ def _train(cfg: dict, out_dir: Path, sequences, progress) -> Path:
         step = ckpt["step"]
         verified.add(ckpt_path)
         print(f"resuming {out_dir} from {ckpt_path.name} (step {step})", file=sys.stderr)
+    # one entry per training session: a run resumed elsewhere was computed on several machines
+    machines = [*(ckpt or {}).get("machines", []), {"from_step": step, **machine_facts(device)}]
+    print(f"training on {describe_machine(machines[-1])}", file=sys.stderr)
     io.write_yaml(out_dir / "config.yaml", cfg)
     metrics_path = out_dir / "metrics.jsonl"
     _truncate_metrics(metrics_path, step)
@@ -149,6 +152,7 @@ def _train(cfg: dict, out_dir: Path, sequences, progress) -> Path:
             "rng": {"torch": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
             "data": sequences.state_dict(),
+            "machines": machines,
             "log_interval": {"sums": dict(interval["sums"]), "n": interval["n"]},  # a mid-interval resume logs the same
         }
 

@@ -198,6 +198,7 @@ rule summary:
         tables=table_files(),
         claims=rules.claims.output.csv,
         figures=all_figures(),
+        runs=[f"{r.dir}/model.pt" for r in RUNS],
     output:
         f"{RESULTS}/report.md",
     log:
@@ -207,4 +208,4 @@ rule summary:
         "../envs/msp.yaml"
     shell:
         "python -m msp report summary --tables {input.tables:q} --claims {input.claims}"
-        " --figures {input.figures:q} --out {output} > {log} 2>&1"
+        " --figures {input.figures:q} --runs {input.runs:q} --out {output} > {log} 2>&1"

@@ -6,7 +6,7 @@ import pytest
 import torch
 import yaml
 
-from msp.checkpoint import checkpoint_paths, load_checkpoint
+from msp.checkpoint import checkpoint_paths, load_checkpoint, recorded_machines
 from msp.train import NonFiniteLossError, train
 from toys import FailingAfter, NaNAfter, RotatingBlobs, toy_config
 
@@ -34,6 +34,10 @@ def test_same_seed_same_weights_and_resume_equivalence(tmp_path):
     assert [r["loss"] for r in rows_c] == [r["loss"] for r in rows_a]
     assert rows_a[-1]["lr"] == pytest.approx(1e-3 / 3) and rows_a[0]["lr"] == 1e-3
     assert {"loss", "loss_internal_0", "loss_internal_T", "loss_bd", "loss_orth", "seconds"} <= set(rows_a[-1])
+    # where each training session ran: one for a, two for c (started, then resumed at step 4)
+    assert [m["from_step"] for m in recorded_machines(a)] == [0]
+    assert [m["from_step"] for m in recorded_machines(c)] == [0, 4]
+    assert recorded_machines(c)[1] == {**recorded_machines(a)[0], "from_step": 4}
 
 
 def test_truncated_checkpoint_falls_back_to_previous(tmp_path):

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from msp.device import cpu_model
 from workflow_helpers import snakemake, tiny_demo
 
 
@@ -43,6 +44,8 @@ def test_demo_runs_end_to_end_with_tables_figures_and_report(tmp_path):
     assert "Our deciding number" in first_table and "The authors' number" in first_table
     assert summary.index(first_table) < summary.index("figures/training_curves_mnist.png")
     assert len(pd.read_csv(results / "tables/claims_summary.csv")) == 5
+    machines = summary.split("## Where the runs were trained")[1]  # every run was trained here, by this process tree
+    assert f"| {cpu_model()} (" in machines and "not recorded" not in machines
 
     # a second run has nothing to do, and the HTML report collects every flagged output
     again = snakemake(tmp_path, "--cores", "2", "--configfile", str(config), "-n")

@@ -10,9 +10,11 @@ import matplotlib.image
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from msp import claims, figures, table_format, tables
 from msp.cli import main as msp_main
+from msp.device import cpu_model, describe_machine, machine_facts
 
 LABELS = ["lstsq=MSP", "lstsq_rec=Rec. model", "neuralM=Neural M*", "neural_trans=Neural trans."]
 # mse at horizon h = curve[model](h) * seed factor; seeds 1 and 2 -> factors 1 and 3 (mean 2, std sqrt 2)
@@ -265,6 +267,40 @@ def test_summary_links_tables_claims_and_figures(tmp_path):
                "--out", out) == 0
     text = out.read_text()
     assert "## prediction" in text and "![comp_error_mnist](figures/comp_error_mnist.png)" in text
+
+
+def test_summary_lists_the_machines_that_trained_the_runs(tmp_path):
+    """Each model.pt records where its training sessions ran (msp.train); the report groups the
+    runs by machine, a resumed run under each of its machines, an older model under 'not recorded'."""
+    cpu = {"torch": "2.13.0+cpu", "device": "cpu", "threads": 1, "cpu": "AMD EPYC", "cpu_capability": "AVX512"}
+    gpu = {**cpu, "device": "cuda:0", "threads": 8, "cpu": "Intel Xeon", "gpu": "NVIDIA H100", "cuda": "12.4"}
+    runs = {"mnist/lstsq/seed1": [{"from_step": 0, **cpu}],
+            "mnist/lstsq/seed2": [{"from_step": 0, **cpu}, {"from_step": 500, **gpu}],
+            "mnist/neuralM/seed1": None}  # trained before machines were recorded
+    paths = []
+    for name, machines in runs.items():
+        path = tmp_path / "results" / name / "model.pt"
+        path.parent.mkdir(parents=True)
+        torch.save({"step": 1, **({"machines": machines} if machines else {})}, path)
+        paths.append(path)
+    (tmp_path / "claims.md").write_text("# The paper's claims, checked\n")
+    out = tmp_path / "report.md"
+    assert run("report", "summary", "--claims", tmp_path / "claims.md", "--runs", *paths, "--out", out) == 0
+    rows = [line for line in out.read_text().split("## Where the runs were trained")[1].splitlines()
+            if line.startswith("| ") and "machine" not in line]
+    assert rows == [
+        "| AMD EPYC (AVX512), 1 thread, torch 2.13.0+cpu | 2 | mnist/lstsq/seed1, mnist/lstsq/seed2 |",
+        "| NVIDIA H100 (CUDA 12.4) on Intel Xeon (AVX512), 8 threads, torch 2.13.0+cpu | 1 | mnist/lstsq/seed2 |",
+        "| not recorded (an older or imported model) | 1 | mnist/neuralM/seed1 |",
+    ]
+
+
+def test_machine_facts_are_plain_data_and_name_a_cap_on_onednn(monkeypatch):
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    facts = machine_facts(torch.device("cpu"))
+    assert all(type(v) in (str, int) for v in facts.values()), facts  # no subclass: loads with weights_only=True
+    assert facts["onednn_max_cpu_isa"] == "AVX2" and facts["cpu"] == cpu_model() and facts["cpu"]
+    assert describe_machine(facts).startswith(f"{cpu_model()} ({facts['cpu_capability']}, ONEDNN_MAX_CPU_ISA=AVX2), ")
 
 
 def test_bad_inputs_get_clear_errors(tmp_path):
