@@ -25,7 +25,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from msp import io, registry, runs
 from msp.config import normalize_run_config
-from msp.device import cpu_model, resolve_device
+from msp.device import machine_facts, resolve_device
 from msp.models import build_model, count_parameters
 from msp.performance import apply_speed_settings
 
@@ -89,8 +89,7 @@ def measure_cpu_matmul_peak(n: int = 2048, repeats: int = 3, dtype=torch.float32
 
 
 def device_info(device: torch.device, cpu_peak_size: int) -> dict:
-    info = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "cpu": cpu_model(), "cpu_count": os.cpu_count()}
+    info = {**machine_facts(device), "cpu_count": os.cpu_count()}  # what a training run records, and the cores
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
         info.update(name=name, peak_tflops=gpu_peak(name),
