@@ -91,8 +91,7 @@ def measure_cpu_matmul_peak(n: int = 2048, repeats: int = 3, dtype=torch.float32
 def device_info(device: torch.device, cpu_peak_size: int) -> dict:
     info = {**machine_facts(device), "cpu_count": os.cpu_count()}  # what a training run records, and the cores
     if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-        info.update(name=name, peak_tflops=gpu_peak(name),
+        info.update(name=info["gpu"], peak_tflops=gpu_peak(info["gpu"]),
                     tf32_matmul=torch.backends.cuda.matmul.allow_tf32, tf32_conv=torch.backends.cudnn.allow_tf32)
     else:
         fp32, fp32_shape = measure_cpu_matmul_peak(cpu_peak_size)

@@ -170,7 +170,8 @@ def machines_markdown(model_paths) -> str:
 
 
 def _summary(args) -> None:
-    """report.md: one compact claims table, the figures, the tables, then the claims' details.
+    """report.md: one compact claims table, the figures, the tables, the machines (--runs), then
+    the claims' details.
     --claims is claims.csv (msp report claims); a claims.md is placed at the top as it is."""
     out_dir = Path(args.out).parent
     parts = ["# msp-pipeline results", ""]
