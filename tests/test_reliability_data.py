@@ -23,7 +23,8 @@ import torch
 from msp.data import sources
 from msp.data.prepare import load_prepared, prepare
 from msp.data.readers import DataError, load_torch_object
-from msp.data.sources import DownloadTimeout, download, raw_dir
+from msp.data.sources import download, raw_dir
+from msp.data.transfer import DownloadTimeout
 from data_files import Exploit, make_tar, run_cli, synthetic_mnist_files, torch_bytes
 
 REPO = Path(__file__).resolve().parents[1]

@@ -16,8 +16,9 @@ import sys
 from msp import registry
 from msp.data import DataError, build_sequences, dataset_family
 from msp.data.prepare import load_prepared, prepare, prepared_dir, verify_prepared
-from msp.data.sources import (DEADLINE, DRIVE_URL_ENV, OFFICIAL_URL_ENV, READ_TIMEOUT, SOURCES,
-                              check_source, download, raw_dir, verify_manifest)
+from msp.data.sources import (DRIVE_URL_ENV, OFFICIAL_URL_ENV, SOURCES, check_source, download, raw_dir,
+                              verify_manifest)
+from msp.data.transfer import DEADLINE, READ_TIMEOUT
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
