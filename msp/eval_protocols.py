@@ -173,6 +173,35 @@ def summarize_prediction(errors):
                          "mse_sem": sem, "n_sequences": S})
 
 
+def evaluation_set(config, *, split, T, T_cond, seed, batch_size, n_batches, source=None) -> dict:
+    """What makes two models' per-sequence errors comparable sequence by sequence: the same
+    dataset and generator options, split, length, conditioning, seed and batches (the data
+    root is left out: the same files may lie elsewhere on another machine)."""
+    d = config["dataset"]
+    return {"dataset": d["name"], "source": source or d.get("source", "embedded"), "split": split, "T": T,
+            "T_cond": T_cond, "seed": seed, "batch_size": batch_size, "n_batches": n_batches,
+            "options": evaluation_options(config, T)}
+
+
+def paired_difference(errors_a, errors_b) -> pd.DataFrame:
+    """Two models on the same sequences: (S, n) and (S, n) -> per horizon the means, the mean
+    paired difference b - a (> 0: a is better), its standard error and normal 95% interval,
+    and the share of sequences on which a's error is the lower. Pairing removes the spread of
+    the sequences themselves, which the per-model standard errors (mse_sem) include."""
+    a, b = (np.where(np.isnan(x), np.inf, np.asarray(x, dtype=np.float64)) for x in (errors_a, errors_b))
+    if a.shape != b.shape:
+        raise ValueError(f"paired errors need the same sequences and horizons: shapes {a.shape} and {b.shape}")
+    with np.errstate(invalid="ignore"):  # a diverged roll-out (inf) makes its horizon's diff +-inf, its sem NaN
+        diff = b - a  # (S, n)
+        S = diff.shape[0]
+        sem = diff.std(axis=0, ddof=1) / np.sqrt(S) if S > 1 else np.full(diff.shape[1], np.nan)
+        mean = diff.mean(axis=0)
+    return pd.DataFrame({"horizon": np.arange(1, diff.shape[1] + 1), "mse_a": a.mean(axis=0),
+                         "mse_b": b.mean(axis=0), "diff": mean, "diff_sem": sem,
+                         "low95": mean - 1.96 * sem, "high95": mean + 1.96 * sem,
+                         "share_a_lower": (a < b).mean(axis=0), "n_sequences": S})
+
+
 def summarize_equivariance(Lp, Lp_equiv):
     """(S, n) pair -> DataFrame horizon, Lp, Lp_equiv, n_sequences."""
     Lp, Lp_equiv = (np.where(np.isnan(x), np.inf, x) for x in (Lp, Lp_equiv))  # diverged: inf

@@ -99,6 +99,14 @@ def add_arguments(parser: argparse.ArgumentParser):
                                  "conditioning frame; least-squares models (docs/evaluation.md, 'Diagnostics')")
     diagnostic.add_argument("--reconstruct", action="store_true",
                             help="diagnostic: decode every future frame from its own latent (the autoencoder's floor)")
+    p.add_argument("--per-sequence", metavar="PATH.npz", default=None,
+                   help="also save every sequence's error per horizon with the evaluation set's description, "
+                        "for a paired comparison of two models (msp evaluate paired)")
+    p = sub.add_parser("paired", help="two models' --per-sequence errors on the same sequences: the paired "
+                                       "difference B - A per horizon, its standard error and 95%% interval")
+    p.add_argument("a", metavar="A.npz", help="per-sequence errors of model A (msp evaluate prediction --per-sequence)")
+    p.add_argument("b", metavar="B.npz", help="per-sequence errors of model B, on the same evaluation set")
+    p.add_argument("--out", default=None, help="also write the table as CSV")
     p = sub.add_parser("equivariance", help="L^p and L^p_equiv per horizon -> CSV horizon,Lp,Lp_equiv,n_sequences")
     _common(p, batch_size=32, seed=1, T_help="sequence length (default: mnist 10, mnist_accl 20, 3dshapes 8, smallNORB 6)",
             baselines=True)
@@ -167,11 +175,51 @@ def _setup(args):
     else:
         def make_model(T):
             return model
-    return make_model, name, protocol, T_cond, split, make_generator
+    return make_model, name, protocol, T_cond, split, make_generator, config
+
+
+def load_per_sequence(path):
+    """A --per-sequence file -> (errors (S, n), evaluation set dict, predictor dict)."""
+    import numpy as np
+
+    try:
+        with np.load(path) as stored:
+            return (stored["errors"], json.loads(str(stored["evaluation_set"])),
+                    json.loads(str(stored["predictor"])))
+    except (OSError, KeyError, ValueError) as error:
+        raise SystemExit(f"{path}: not a per-sequence file of msp evaluate prediction --per-sequence ({error})")
+
+
+def describe_predictor(predictor: dict) -> str:
+    """{'checkpoint': 'RUN/model.pt', 'fit_frames': 20, ...} -> 'RUN/model.pt, fit_frames 20'."""
+    parts = [predictor.get("checkpoint") or predictor.get("baseline") or "?"]
+    if predictor.get("fit_frames") is not None:
+        parts.append(f"fit_frames {predictor['fit_frames']}")
+    if predictor.get("reconstruct"):
+        parts.append("reconstruct")
+    return ", ".join(parts)
+
+
+def paired_main(args):
+    (errors_a, set_a, model_a), (errors_b, set_b, model_b) = load_per_sequence(args.a), load_per_sequence(args.b)
+    if set_a != set_b:
+        differ = sorted(k for k in set_a.keys() | set_b.keys() if set_a.get(k) != set_b.get(k))
+        raise SystemExit(f"{args.a} and {args.b} were evaluated on different sequences (they differ in "
+                         f"{', '.join(differ)}); pairing needs the same evaluation set: rerun msp evaluate "
+                         "prediction with the same --seed, --batch-size, --n-batches, --T and data")
+    table = ep.paired_difference(errors_a, errors_b)
+    print(f"A = {describe_predictor(model_a)}\nB = {describe_predictor(model_b)}\n"
+          f"diff = B - A (> 0: A is better), on the same {len(errors_a)} sequences of {set_a['dataset']}")
+    print(table.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    if args.out:
+        io.write_csv(args.out, table)
+    return 0
 
 
 def main(args):
-    make_model, name, protocol, T_cond, split, make_generator = _setup(args)
+    if args.action == "paired":
+        return paired_main(args)
+    make_model, name, protocol, T_cond, split, make_generator, config = _setup(args)
     with torch.no_grad():
         if args.action == "prediction":
             n_batches = args.n_batches or ep.default_n_batches(name, args.batch_size)
@@ -182,6 +230,13 @@ def main(args):
             errors = ep.prediction_errors(model, gen, T_cond, args.batch_size, n_batches,
                                           fit_frames=args.fit_frames, reconstruct=args.reconstruct)
             io.write_csv(args.out, ep.summarize_prediction(errors))
+            if args.per_sequence:
+                described = ep.evaluation_set(config, split=split, T=T, T_cond=T_cond, seed=args.seed,
+                                              batch_size=args.batch_size, n_batches=n_batches, source=args.source)
+                predictor = {"checkpoint": args.checkpoint and str(args.checkpoint), "baseline": args.baseline,
+                             "fit_frames": args.fit_frames, "reconstruct": args.reconstruct}
+                io.save_npz(args.per_sequence, {"errors": errors, "predictor": json.dumps(predictor),
+                                                "evaluation_set": json.dumps(described, sort_keys=True)})
         elif args.action == "equivariance":
             T = args.T or protocol.equivariance_T
             model = make_model(T)

@@ -47,6 +47,41 @@ def test_cli_prediction_diagnostics(tmp_path, fake_world):
     assert not (tmp_path / "b.csv").exists()
 
 
+def test_cli_per_sequence_errors_and_their_paired_comparison(tmp_path, fake_world, capsys):
+    base = ["evaluate", "prediction", "--checkpoint", "x.pt", "--device", "cpu", "--n-batches", "3", "--batch-size", "4"]
+    run_msp([*base, "--out", str(tmp_path / "p.csv"), "--per-sequence", str(tmp_path / "p.npz")])
+    run_msp([*base, "--reconstruct", "--out", str(tmp_path / "r.csv"), "--per-sequence", str(tmp_path / "r.npz")])
+    run_msp(["evaluate", "prediction", "--baseline", "baseline_copy_last", "--dataset", "mnist", "--n-batches", "3",
+             "--batch-size", "4", "--out", str(tmp_path / "c.csv"), "--per-sequence", str(tmp_path / "c.npz")])
+    stored = np.load(tmp_path / "p.npz")
+    assert stored["errors"].shape == (12, 18)  # sequences x horizons
+    np.testing.assert_allclose(stored["errors"].mean(axis=0), pd.read_csv(tmp_path / "p.csv").mse, rtol=1e-6)
+    assert json.loads(str(stored["evaluation_set"])) == {
+        "dataset": "mnist", "source": "embedded", "split": "test", "T": 20, "T_cond": 2, "seed": 1,
+        "batch_size": 4, "n_batches": 3, "options": {"max_T": 20}}
+
+    # the fake world is exactly linear: the roll-out and the decoded latents agree sequence by sequence
+    run_msp(["evaluate", "paired", str(tmp_path / "p.npz"), str(tmp_path / "r.npz"), "--out", str(tmp_path / "pr.csv")])
+    paired = pd.read_csv(tmp_path / "pr.csv")
+    assert len(paired) == 18 and (paired.n_sequences == 12).all()
+    np.testing.assert_allclose(paired["diff"], 0, atol=1e-3 * paired.mse_a.max())
+    shown = capsys.readouterr().out
+    assert "A = x.pt\nB = x.pt, reconstruct" in shown and "same 12 sequences of mnist" in shown
+
+    # copying the last frame is far worse than the model at every horizon, on (nearly) every sequence
+    run_msp(["evaluate", "paired", str(tmp_path / "p.npz"), str(tmp_path / "c.npz"), "--out", str(tmp_path / "pc.csv")])
+    paired = pd.read_csv(tmp_path / "pc.csv")
+    np.testing.assert_allclose(paired.mse_b, pd.read_csv(tmp_path / "c.csv").mse, rtol=1e-6)
+    assert (paired.low95 > 0).all() and (paired.share_a_lower > 0.9).all()
+
+    # other sequences cannot be paired: the error names what differs
+    run_msp([*base, "--seed", "2", "--out", str(tmp_path / "s.csv"), "--per-sequence", str(tmp_path / "s.npz")])
+    with pytest.raises(SystemExit, match="differ in seed"):
+        msp_main(["evaluate", "paired", str(tmp_path / "p.npz"), str(tmp_path / "s.npz")])
+    with pytest.raises(SystemExit, match="not a per-sequence file"):
+        msp_main(["evaluate", "paired", str(tmp_path / "p.npz"), str(tmp_path / "p.csv")])
+
+
 def test_cli_sbd_and_samples_files(tmp_path, fake_world):
     run_msp(["evaluate", "sbd", "--checkpoint", "x.pt", "--out", str(tmp_path / "sbd"), "--T", "4",
              "--n-batches", "4", "--component-batches", "1", "--epochs", "2"])

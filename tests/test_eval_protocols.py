@@ -167,3 +167,17 @@ def test_evaluation_options_and_defaults():
     assert ep.evaluation_options({"dataset": {"name": "3dshapes"}}, 8, force_moving=True) == {"force_moving": True}
     assert ep.default_n_batches("mnist", 16) == 62 and ep.default_n_batches("3dshapes", 32) == 157
     assert ep.protocol_for("mnist_accl").T_cond == 5 and ep.protocol_for("smallNORB").prediction_T == 6
+
+
+def test_paired_difference_known_answer():
+    a = np.array([[1.0, 10.0], [2.0, 20.0], [3.0, 30.0], [4.0, np.nan]])  # a diverged roll-out: inf
+    b = a + np.array([[1.0, -1.0], [3.0, -1.0], [1.0, -1.0], [3.0, 0.0]])
+    table = ep.paired_difference(a, np.nan_to_num(b, nan=50.0))
+    first = table.iloc[0]
+    assert first["diff"] == 2.0 and first.share_a_lower == 1.0 and first.n_sequences == 4
+    assert math.isclose(first.diff_sem, np.std([1, 3, 1, 3], ddof=1) / 2)
+    assert math.isclose(first.low95, 2.0 - 1.96 * first.diff_sem) and math.isclose(first.high95, 2.0 + 1.96 * first.diff_sem)
+    second = table.iloc[1]  # b beats a on three sequences, a's inf loses the fourth
+    assert second.share_a_lower == 0.0 and second["diff"] == -np.inf and second.mse_a == np.inf
+    with pytest.raises(ValueError, match="same sequences"):
+        ep.paired_difference(a, a[:3])
