@@ -5,6 +5,7 @@
     msp evaluate sbd          --checkpoint RUN/model.pt --out sbd_dir/
     msp evaluate samples      --checkpoint RUN/model.pt --out samples.npz
     msp evaluate prediction   --baseline baseline_copy_last --dataset mnist --out prediction.csv
+    msp evaluate paired       a.npz b.npz   (two `prediction --per-sequence` files, same sequences)
 
 --baseline replaces --checkpoint with a trivial predictor (msp/trivial_baselines.py) for the
 prediction and equivariance evaluations; the data then come from --dataset, --root, --source
